@@ -1,0 +1,122 @@
+"""Idempotency-Key handling for mutating requests.
+
+Scope: (API key, method, path, key). Authentication and scope checks have already run,
+so a stored answer is only ever replayed to the caller that caused it.
+
+- First request: an IN_PROGRESS row is committed before the view runs, so a concurrent
+  duplicate finds it and gets 409 IDEMPOTENCY_KEY_IN_PROGRESS.
+- The answer (2xx-4xx, errors too) is stored and replayed verbatim to the same key and body;
+  another body is 409 IDEMPOTENCY_KEY_REUSED.
+- A 5xx answer or an unhandled exception deletes the row: nothing was done that a retry
+  could double, because every service rolls back on error and provider calls carry their
+  own deterministic references.
+- A process that dies mid-request leaves the row IN_PROGRESS; it keeps refusing duplicates
+  until it expires rather than risk a second execution.
+"""
+
+import hashlib
+import json
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpResponse
+from django.utils import timezone
+
+from orchestrator.errors import ConflictError, ValidationFailedError
+from orchestrator.models import ApiKey, IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+_VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class IdempotencyKeyReusedError(ConflictError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class IdempotencyKeyInProgressError(ConflictError):
+    code = "IDEMPOTENCY_KEY_IN_PROGRESS"
+
+    def __init__(self, message: str, /, **details: object) -> None:
+        super().__init__(message, **details)
+        self.headers = {"Retry-After": "1"}
+
+
+def fingerprint(body: bytes) -> str:
+    """SHA-256 of the body; JSON is canonicalised so key order and spacing do not matter."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = body
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def idempotency_begin(
+    *, api_key: ApiKey, method: str, path: str, key: str, body: bytes
+) -> IdempotencyRecord | HttpResponse:
+    """Claim `key` for this request, or return the stored answer to replay.
+
+    Raises:
+        ValidationFailedError: the key is empty, too long or not printable ASCII.
+        IdempotencyKeyReusedError: the key was used with another body.
+        IdempotencyKeyInProgressError: the first request with this key has not finished.
+    """
+    if not _VALID_KEY.match(key):
+        raise ValidationFailedError(
+            f"{HEADER} must be 1-255 printable ASCII characters.", header=HEADER
+        )
+    digest = fingerprint(body)
+    now = timezone.now()
+    scope = {"api_key": api_key, "method": method, "path": path, "key": key}
+    # Expired rows are dead even before the cleanup task removes them.
+    IdempotencyRecord.objects.filter(**scope, expires_at__lte=now).delete()
+    try:
+        with transaction.atomic():
+            return IdempotencyRecord.objects.create(
+                **scope,
+                fingerprint=digest,
+                expires_at=now + timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS),
+            )
+    except IntegrityError:
+        pass
+    existing = IdempotencyRecord.objects.filter(**scope).first()
+    if existing is None:  # finished with a 5xx and was deleted between our two statements
+        raise IdempotencyKeyInProgressError("A request with this key is being processed.")
+    if existing.fingerprint != digest:
+        raise IdempotencyKeyReusedError(
+            "This Idempotency-Key was used with a different request body.", idempotency_key=key
+        )
+    if existing.status == IdempotencyRecord.Status.IN_PROGRESS:
+        raise IdempotencyKeyInProgressError(
+            "A request with this key is being processed.", idempotency_key=key
+        )
+    response = HttpResponse(
+        existing.response_body,
+        status=existing.response_status or 200,
+        content_type="application/json",
+    )
+    response["Idempotency-Replayed"] = "true"
+    return response
+
+
+def idempotency_finish(*, record: IdempotencyRecord, response: HttpResponse) -> None:
+    """Store the answer (4xx included) for replay; forget the key after a 5xx."""
+    if response.status_code >= 500:
+        idempotency_abandon(record=record)
+        return
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        status=IdempotencyRecord.Status.COMPLETED,
+        response_status=response.status_code,
+        response_body=response.content.decode(),
+    )
+
+
+def idempotency_abandon(*, record: IdempotencyRecord) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).delete()
+
+
+def idempotency_cleanup(*, now: timezone.datetime | None = None) -> int:
+    """Delete expired records; returns how many."""
+    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return deleted

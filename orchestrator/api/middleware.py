@@ -1,0 +1,79 @@
+"""Request-level middleware: request ids in and out, and the body size cap."""
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from orchestrator.api.errors import json_error
+from orchestrator.context import set_request_id
+
+logger = logging.getLogger("orchestrator.api")
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
+
+
+class RequestIdMiddleware:
+    """Reuse a sane incoming X-Request-ID or make one; echo it on the response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+        request.request_id = request_id  # type: ignore[attr-defined]
+        set_request_id(request_id)
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class BodySizeLimitMiddleware:
+    """Refuse API bodies over API_MAX_BODY_BYTES with 413 before anything reads them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit: int = settings.API_MAX_BODY_BYTES
+        if request.path.startswith("/api/"):
+            try:
+                length = int(request.headers.get("Content-Length") or 0)
+            except ValueError:
+                return json_error(400, "INVALID_REQUEST", "Content-Length is not a number.")
+            if length > limit:
+                return json_error(
+                    413, "PAYLOAD_TOO_LARGE", "Request body is too large.", max_bytes=limit
+                )
+        return self.get_response(request)
+
+
+class ApiErrorEnvelopeMiddleware:
+    """Under /api/, errors that never reached a DRF view still get the JSON error body.
+
+    Unknown routes (404) and crashes (500) would otherwise get Django's HTML pages, and the
+    DEBUG pages would leak internals.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code == 404
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            return json_error(404, "NOT_FOUND", "No such resource.", path=request.path)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith("/api/"):
+            return None
+        logger.exception("Unhandled error on %s %s", request.method, request.path)
+        return json_error(500, "INTERNAL_ERROR", "Internal error. It has been logged.")
