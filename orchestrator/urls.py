@@ -1,13 +1,17 @@
 """URL configuration: the versioned API, its schema and docs, and the admin."""
 
 from django.contrib import admin
-from django.urls import include, path
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import (
+    SpectacularJSONAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 handler404 = "orchestrator.api.errors.handler404"
 handler500 = "orchestrator.api.errors.handler500"
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("orchestrator.api.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),

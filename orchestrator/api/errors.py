@@ -51,20 +51,26 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
 
-    response = drf_exception_handler(exc, context)
-    if response is None or not isinstance(exc, exceptions.APIException):
+    drf_response = drf_exception_handler(exc, context)
+    if drf_response is None or not isinstance(exc, exceptions.APIException):
         return None  # a bug: Django logs it and handler500 answers
+    response = drf_response
     if isinstance(exc, exceptions.ValidationError):
-        fields = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        fields = (
+            response.data
+            if isinstance(response.data, dict)
+            else {"non_field_errors": response.data}
+        )
         response.data = error_body(
-            "VALIDATION_ERROR", "Invalid request: " + ", ".join(sorted(fields)) + ".", {"fields": fields}
+            "VALIDATION_ERROR",
+            "Invalid request: " + ", ".join(sorted(fields)) + ".",
+            {"fields": fields},
         )
         return response
-    code = getattr(exc, "error_code", None) or _CODES.get(type(exc)) or str(exc.default_code).upper()
-    details: dict[str, Any] = {}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        details["retry_after"] = int(exc.wait)
-    response.data = error_body(code, _message(exc), details)
+    code = (
+        getattr(exc, "error_code", None) or _CODES.get(type(exc)) or str(exc.default_code).upper()
+    )
+    response.data = error_body(code, _message(exc))
     return response
 
 

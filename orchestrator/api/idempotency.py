@@ -17,7 +17,7 @@ so a stored answer is only ever replayed to the caller that caused it.
 import hashlib
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -116,7 +116,7 @@ def idempotency_abandon(*, record: IdempotencyRecord) -> None:
     IdempotencyRecord.objects.filter(pk=record.pk).delete()
 
 
-def idempotency_cleanup(*, now: timezone.datetime | None = None) -> int:
+def idempotency_cleanup(*, now: datetime | None = None) -> int:
     """Delete expired records; returns how many."""
     deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
     return deleted

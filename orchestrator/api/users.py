@@ -1,7 +1,7 @@
 """Users: POST/GET /api/v1/users, GET /api/v1/users/{id}."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -44,7 +44,7 @@ class UserOutput(serializers.Serializer[MarketplaceUser]):
 
 
 def render_users(users: Sequence[MarketplaceUser]) -> list[Any]:
-    return list(UserOutput(users, many=True).data)
+    return list(UserOutput(cast(Any, users), many=True).data)
 
 
 class UserListCreateApi(ApiView):

@@ -87,10 +87,10 @@ class ApiView(APIView):
                 idempotency_abandon(record=record)
             raise
 
-    def finalize_response(
+    def finalize_response(  # type: ignore[override]  # replays are plain HttpResponses
         self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
-        response = super().finalize_response(request, response, *args, **kwargs)
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
         state = getattr(request, "_rate_limit", None)
         if state is not None:
             for header, value in state.headers().items():

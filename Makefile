@@ -1,0 +1,54 @@
+# Two commands for a newcomer (see README.md):
+#   make run   installs and runs the orchestrator on its embedded default (SQLite, in-process tasks)
+#   make test  installs and runs the whole test suite against PostgreSQL and Redis
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install install-dev services lint typecheck check bench-ledger clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/python manage.py migrate --noinput -v 0
+	$(BIN)/python manage.py bootstrap_demo
+	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
+
+# PostgreSQL and Redis on 127.0.0.1 (started here if installed but stopped; installed on CI).
+services:
+	bash .ci/services.sh
+
+test: install-dev services
+	$(BIN)/pytest -n 2 --create-db
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-dev
+	$(BIN)/mypy .
+
+check: lint typecheck
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+bench-ledger: install-dev services
+	$(BIN)/python bench/ledger.py
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache
