@@ -7,6 +7,7 @@ and they fail instead of skipping whenever CI=true or DATABASE_URL names Postgre
 
 import os
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
@@ -16,6 +17,9 @@ from rest_framework.test import APIClient
 from orchestrator.models import ApiKey, Marketplace, MarketplaceUser, Scope
 from orchestrator.services import api_key_create, marketplace_create, user_create
 
+if TYPE_CHECKING:
+    from tests.worker import CeleryWorker
+
 ALL_SCOPES = list(Scope.values)
 
 
@@ -23,7 +27,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if settings.IS_POSTGRES:
         return
     if os.environ.get("CI") or os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        raise pytest.UsageError("CI or a PostgreSQL DATABASE_URL is set but the tests run on SQLite.")
+        raise pytest.UsageError(
+            "CI or a PostgreSQL DATABASE_URL is set but the tests run on SQLite."
+        )
     skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
     for item in items:
         if "postgres" in item.keywords:
@@ -45,7 +51,9 @@ def make_marketplace(db: None) -> Callable[..., Marketplace]:
     def make(name: str = "", platform_fee_bps: int = 0) -> Marketplace:
         n = next(counter)
         return marketplace_create(
-            name=name or f"Marketplace {n}", slug=f"mkt-{n}-{os.getpid()}", platform_fee_bps=platform_fee_bps
+            name=name or f"Marketplace {n}",
+            slug=f"mkt-{n}-{os.getpid()}",
+            platform_fee_bps=platform_fee_bps,
         )
 
     return make
@@ -63,7 +71,9 @@ def other_marketplace(make_marketplace: Callable[..., Marketplace]) -> Marketpla
 
 @pytest.fixture
 def make_key() -> Callable[..., tuple[ApiKey, str]]:
-    def make(marketplace: Marketplace, scopes: list[str] | None = None, **kwargs: object) -> tuple[ApiKey, str]:
+    def make(
+        marketplace: Marketplace, scopes: list[str] | None = None, **kwargs: object
+    ) -> tuple[ApiKey, str]:
         return api_key_create(
             marketplace=marketplace,
             name="test",
@@ -98,7 +108,9 @@ def api(make_client: Callable[..., APIClient], marketplace: Marketplace) -> APIC
 def make_user() -> Callable[..., MarketplaceUser]:
     counter = iter(range(1, 1_000_000))
 
-    def make(marketplace: Marketplace, type: str = "BOTH", external_user_id: str = "") -> MarketplaceUser:
+    def make(
+        marketplace: Marketplace, type: str = "BOTH", external_user_id: str = ""
+    ) -> MarketplaceUser:
         user, _ = user_create(
             marketplace=marketplace,
             external_user_id=external_user_id or f"ext-{next(counter)}",
@@ -108,3 +120,18 @@ def make_user() -> Callable[..., MarketplaceUser]:
         return user
 
     return make
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None, worker_id: str) -> Iterator["CeleryWorker"]:
+    """A real Celery worker process on Redis, using this test's (committed) database."""
+    from tests.worker import CeleryWorker, dispatching_to
+
+    queue = f"test-{worker_id}-{os.getpid()}"
+    worker = CeleryWorker(queue)
+    worker.start()
+    try:
+        with dispatching_to(queue):
+            yield worker
+    finally:
+        worker.stop()

@@ -1,7 +1,7 @@
 """Test settings: the main settings, pointed at the test services.
 
 The suite runs against PostgreSQL and Redis (DATABASE_URL / REDIS_URL, which the Makefile
-sets to the local services); tasks run eagerly unless a test starts a real worker.
+sets to the local services).
 """
 
 import os
@@ -11,7 +11,14 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 from orchestrator.settings import *  # noqa: F403
 
-CELERY_TASK_ALWAYS_EAGER = True
-CELERY_BROKER_URL = "memory://"
+# A real Celery worker started by the `celery_worker` fixture runs with OFFERHUB_TEST_WORKER=1
+# against the same test database; everywhere else tasks run eagerly, in-process.
+if os.environ.get("OFFERHUB_TEST_WORKER") == "1":
+    CELERY_TASK_ALWAYS_EAGER = False
+    CELERY_BROKER_URL = os.environ["REDIS_URL"]
+else:
+    CELERY_TASK_ALWAYS_EAGER = True
+    CELERY_BROKER_URL = "memory://"
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING["root"] = {"handlers": ["console"], "level": "WARNING"}  # noqa: F405

@@ -70,9 +70,8 @@ def test_make_run_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None
         _wait_for_health(base, deadline)
         headers = {"Authorization": f"Bearer {key}"}
 
-        created = requests.post(
-            f"{base}/api/v1/users", json={"external_user_id": "newcomer"}, headers=headers, timeout=10
-        )
+        body = {"external_user_id": "newcomer"}
+        created = requests.post(f"{base}/api/v1/users", json=body, headers=headers, timeout=10)
         listed = requests.get(f"{base}/api/v1/users", headers=headers, timeout=10)
         ready = requests.get(f"{base}/api/v1/health/ready", timeout=10)
     finally:
