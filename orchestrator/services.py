@@ -33,7 +33,9 @@ def _user_snapshot(user: MarketplaceUser) -> dict[str, Any]:
 def marketplace_create(*, name: str, slug: str, platform_fee_bps: int = 0) -> Marketplace:
     if Marketplace.objects.filter(slug=slug).exists():
         raise ConflictError(f"A marketplace with slug {slug!r} exists.", slug=slug)
-    marketplace = Marketplace.objects.create(name=name, slug=slug, platform_fee_bps=platform_fee_bps)
+    marketplace = Marketplace.objects.create(
+        name=name, slug=slug, platform_fee_bps=platform_fee_bps
+    )
     audit_record(
         action="marketplace.created",
         object_type="marketplace",

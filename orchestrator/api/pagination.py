@@ -26,7 +26,9 @@ def decode_cursor(cursor: str) -> int:
     try:
         value = signing.loads(cursor, salt=_SALT)
     except signing.BadSignature as exc:
-        raise ValidationFailedError("Invalid cursor.", fields={"cursor": ["Invalid cursor."]}) from exc
+        raise ValidationFailedError(
+            "Invalid cursor.", fields={"cursor": ["Invalid cursor."]}
+        ) from exc
     if not isinstance(value, int):
         raise ValidationFailedError("Invalid cursor.", fields={"cursor": ["Invalid cursor."]})
     return value

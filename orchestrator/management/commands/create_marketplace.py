@@ -17,6 +17,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         with acting_as(Actor(kind="system", id="manage.py create_marketplace")):
             marketplace = marketplace_create(
-                name=options["name"], slug=options["slug"], platform_fee_bps=options["platform_fee_bps"]
+                name=options["name"],
+                slug=options["slug"],
+                platform_fee_bps=options["platform_fee_bps"],
             )
         self.stdout.write(marketplace.public_id)
