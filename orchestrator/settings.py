@@ -10,6 +10,7 @@ from typing import Any
 
 import django_stubs_ext
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 # Lets runtime code write the generic forms the type checker knows (QuerySet[Order]).
@@ -130,11 +131,20 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    "idempotency-cleanup": {
-        "task": "orchestrator.tasks.idempotency_cleanup",
-        "schedule": 3600.0,
+    "idempotency-cleanup": {"task": "orchestrator.tasks.idempotency_cleanup", "schedule": 3600.0},
+    "ledger-seal": {"task": "ledger.tasks.ledger_seal_task", "schedule": 5.0},
+    "hold-expiry": {"task": "ledger.tasks.hold_expiry_sweep", "schedule": 30.0},
+    "ledger-verify-nightly": {
+        "task": "ledger.tasks.ledger_verify_task",
+        "schedule": crontab(hour=3, minute=0),
     },
 }
+
+# --- Ledger -----------------------------------------------------------------------------------
+# Seal new entries into the hash chain right after commit (in-process) or within this many
+# seconds (Celery); beat also seals every 5 s.
+LEDGER_SEAL_ON_COMMIT = env.bool("LEDGER_SEAL_ON_COMMIT", default=True)
+LEDGER_SEAL_DEBOUNCE_SECONDS = env.int("LEDGER_SEAL_DEBOUNCE_SECONDS", default=2)
 
 # --- API --------------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)  # 1 MiB

@@ -1,0 +1,73 @@
+"""Ledger reads: balances and statements, always scoped by the caller's marketplace."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import QuerySet, Sum
+
+from ledger.models import Account, AccountShard, Posting
+from ledger.money import EXPONENTS, Money
+from orchestrator.models import MarketplaceUser
+
+USER_KINDS = (Account.Kind.AVAILABLE, Account.Kind.RESERVED, Account.Kind.WITHDRAWAL_PENDING)
+
+
+def available_balance(*, account: Account) -> Money:
+    """The account's current balance, read from the database (shards summed if unbounded)."""
+    if account.is_bounded:
+        value = Account.objects.values_list("balance", flat=True).get(pk=account.pk)
+    else:
+        value = AccountShard.objects.filter(account=account).aggregate(total=Sum("balance"))[
+            "total"
+        ]
+    return Money(
+        (value or Decimal(0)).quantize(Money.zero(account.currency).unit), account.currency
+    )
+
+
+def user_balances(*, user: MarketplaceUser) -> list[dict[str, Any]]:
+    """Per currency the user holds: available, reserved, withdrawal_pending and total.
+
+    A user with no account yet shows zero USD.
+    """
+    by_currency: dict[str, dict[str, Decimal]] = {}
+    for kind, currency, balance in Account.objects.filter(user=user).values_list(
+        "kind", "currency", "balance"
+    ):
+        by_currency.setdefault(currency, {k: Decimal(0) for k in USER_KINDS})[kind] = balance
+    if not by_currency:
+        by_currency["USD"] = {k: Decimal(0) for k in USER_KINDS}
+    rows = []
+    for currency in sorted(by_currency, key=list(EXPONENTS).index):
+        amounts = by_currency[currency]
+        row: dict[str, Any] = {"currency": currency}
+        for kind in USER_KINDS:
+            row[str(kind)] = Money(amounts[kind], currency).text()
+        row["total"] = Money(sum(amounts.values(), Decimal(0)), currency).text()
+        rows.append(row)
+    return rows
+
+
+def user_statement(
+    *,
+    user: MarketplaceUser,
+    kind: str | None = None,
+    account: str | None = None,
+    currency: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Posting]:
+    """The user's postings, newest first, with their entries."""
+    postings = Posting.objects.filter(account__user=user).select_related("entry", "account")
+    if kind:
+        postings = postings.filter(entry__kind=kind)
+    if account:
+        postings = postings.filter(account__kind=account)
+    if currency:
+        postings = postings.filter(currency=currency)
+    if created_after:
+        postings = postings.filter(entry__created_at__gte=created_after)
+    if created_before:
+        postings = postings.filter(entry__created_at__lt=created_before)
+    return postings

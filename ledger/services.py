@@ -1,0 +1,602 @@
+"""Ledger writes: the only code that changes a balance.
+
+Every function posts whole, balanced journal entries inside one transaction and is safe to
+retry: each takes a business `reference`, unique per marketplace, and a second call with the
+same reference returns the first result without moving money again.
+
+Locking: bounded (user) accounts are locked with SELECT ... FOR UPDATE in ascending id
+order, so two entries over the same accounts queue instead of deadlocking, and the funds
+check happens under the lock. Unbounded system accounts are never locked; each entry adds
+to one randomly chosen shard row with an atomic increment, so a busy clearing or fee account
+is not a queue every payment waits in.
+"""
+
+import random
+import secrets
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, Field, Value, When
+from django.utils import timezone
+
+from ledger.errors import (
+    HoldAmountError,
+    HoldNotActiveError,
+    InsufficientFundsError,
+    ReferenceReusedError,
+    UnbalancedEntryError,
+)
+from ledger.models import SHARDS, Account, AccountShard, Hold, JournalEntry, Posting
+from ledger.money import Money
+from ledger.selectors import available_balance
+from orchestrator.audit import audit_record
+from orchestrator.errors import ValidationFailedError
+from orchestrator.events import DomainEvent, publish
+from orchestrator.ids import new_public_id
+from orchestrator.models import AuditLog, MarketplaceUser
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One side of an entry: a signed amount on an account (positive in, negative out)."""
+
+    account: Account
+    amount: Decimal
+
+    @classmethod
+    def credit(cls, account: Account, money: Money) -> "Leg":
+        return cls(account, money.amount)
+
+    @classmethod
+    def debit(cls, account: Account, money: Money) -> "Leg":
+        return cls(account, -money.amount)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BalanceUpdated(DomainEvent):
+    """Balances of one or more users changed by one journal entry."""
+
+    type = "balance.updated"
+    aggregate_type = "ledger_entry"
+
+    reference: str
+    kind: str
+    changes: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntryPosted(DomainEvent):
+    """An entry between system accounts only (no user balance changed)."""
+
+    type = "ledger.entry_posted"
+    aggregate_type = "ledger_entry"
+
+    reference: str
+    kind: str
+
+
+# --- Accounts ---------------------------------------------------------------------------------
+
+
+def user_account(*, user: MarketplaceUser, kind: str, currency: str) -> Account:
+    """The user's account of `kind` in `currency`, created on first use."""
+    if kind == Account.Kind.SYSTEM:
+        raise ValueError("user accounts are available, reserved or withdrawal_pending")
+    Money.zero(currency)  # refuses unknown currencies
+    lookup = {
+        "marketplace_id": user.marketplace_id,
+        "user": user,
+        "kind": kind,
+        "currency": currency,
+    }
+    account = Account.objects.filter(**lookup).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return Account.objects.create(**lookup, user_public_id=user.public_id)
+    except IntegrityError:  # created concurrently
+        return Account.objects.get(**lookup)
+
+
+def system_account(*, marketplace_id: int, code: str, currency: str) -> Account:
+    """The marketplace's system account `code` (e.g. "provider_clearing:airtm"), unbounded."""
+    Money.zero(currency)
+    lookup = {"marketplace_id": marketplace_id, "user": None, "code": code, "currency": currency}
+    account = Account.objects.filter(**lookup).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            account = Account.objects.create(
+                **lookup, kind=Account.Kind.SYSTEM, allow_negative=True
+            )
+            AccountShard.objects.bulk_create(
+                AccountShard(account=account, shard=n) for n in range(SHARDS)
+            )
+            return account
+    except IntegrityError:
+        return Account.objects.get(**lookup)
+
+
+# --- Entries ----------------------------------------------------------------------------------
+
+
+def entry_post(
+    *,
+    marketplace_id: int,
+    reference: str,
+    kind: str,
+    legs: Sequence[Leg],
+    memo: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> JournalEntry:
+    """Post one balanced entry. Returns the existing entry if `reference` was posted before.
+
+    Raises:
+        UnbalancedEntryError: fewer than 2 legs, a zero leg, legs not summing to zero per
+            currency, or an account of another marketplace or currency.
+        InsufficientFundsError: a bounded account would go below zero.
+        ReferenceReusedError: `reference` names an earlier entry with other postings.
+    """
+    _check_legs(marketplace_id, legs)
+    with transaction.atomic():
+        bounded = sorted({leg.account.pk for leg in legs if leg.account.is_bounded})
+        locked = dict(
+            Account.objects.select_for_update()
+            .filter(pk__in=bounded)
+            .order_by("pk")
+            .values_list("pk", "balance")
+        )
+        entry = JournalEntry(
+            public_id=new_public_id("je_"),
+            marketplace_id=marketplace_id,
+            reference=reference,
+            kind=kind,
+            memo=memo,
+            metadata=metadata or {},
+        )
+        entry_id = _insert_entry(entry)
+        if entry_id is None:  # posted before (possibly by a concurrent call we waited for)
+            return _existing_entry(marketplace_id, reference, legs)
+
+        deltas: dict[int, Decimal] = defaultdict(Decimal)
+        for leg in legs:
+            deltas[leg.account.pk] += leg.amount
+        for leg in legs:
+            pk = leg.account.pk
+            if pk in locked and locked[pk] + deltas[pk] < 0:
+                raise InsufficientFundsError(
+                    "Not enough available funds.",
+                    account_id=leg.account.public_id,
+                    available=Money(locked[pk], leg.account.currency).text(),
+                    requested=Money(-deltas[pk], leg.account.currency).text(),
+                    currency=leg.account.currency,
+                )
+        entry.pk = entry_id
+        entry._state.adding = False
+        Posting.objects.bulk_create(
+            Posting(
+                entry=entry, account=leg.account, amount=leg.amount, currency=leg.account.currency
+            )
+            for leg in legs
+        )
+        _apply_deltas(deltas, locked)
+        _publish_entry(entry, legs)
+    _schedule_seal()
+    return entry
+
+
+def transfer_post(
+    *,
+    source: Account,
+    destination: Account,
+    amount: Money,
+    reference: str,
+    kind: str = "transfer",
+    memo: str = "",
+) -> JournalEntry:
+    """Move `amount` from `source` to `destination` as one entry (see entry_post)."""
+    return entry_post(
+        marketplace_id=source.marketplace_id,
+        reference=reference,
+        kind=kind,
+        legs=[Leg.debit(source, amount), Leg.credit(destination, amount)],
+        memo=memo,
+    )
+
+
+def _check_legs(marketplace_id: int, legs: Sequence[Leg]) -> None:
+    if len(legs) < 2:
+        raise UnbalancedEntryError("An entry needs at least two postings.")
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        if leg.amount == 0 or not leg.amount.is_finite():
+            raise UnbalancedEntryError("A posting moves a non-zero amount.")
+        if leg.account.marketplace_id != marketplace_id:
+            raise UnbalancedEntryError("Every account must belong to the entry's marketplace.")
+        Money(abs(leg.amount), leg.account.currency)  # refuses extra decimals for the currency
+        totals[leg.account.currency] += leg.amount
+    if any(total != 0 for total in totals.values()):
+        raise UnbalancedEntryError("Postings must sum to zero in each currency.")
+
+
+_INSERTED_FIELDS = (
+    "public_id",
+    "marketplace",
+    "reference",
+    "kind",
+    "memo",
+    "metadata",
+    "created_at",
+    "prev_hash",
+    "hash",
+)
+
+
+def _insert_entry(entry: JournalEntry) -> int | None:
+    """Insert the entry unless its reference exists; None when it did.
+
+    One statement instead of a savepoint round trip: ON CONFLICT DO NOTHING waits for a
+    concurrent insert of the same reference to commit, then yields no row.
+    """
+    fields = [
+        cast(Field[Any, Any], JournalEntry._meta.get_field(name)) for name in _INSERTED_FIELDS
+    ]
+    columns = ", ".join(str(f.column) for f in fields)
+    params = [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in fields]
+    placeholders = ", ".join(["%s"] * len(fields))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {JournalEntry._meta.db_table} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - names from the model
+            "ON CONFLICT (marketplace_id, reference) DO NOTHING RETURNING id",
+            params,
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def _existing_entry(marketplace_id: int, reference: str, legs: Sequence[Leg]) -> JournalEntry:
+    entry = JournalEntry.objects.get(marketplace_id=marketplace_id, reference=reference)
+    posted = sorted(entry.postings.values_list("account_id", "amount"))
+    asked = sorted((leg.account.pk, leg.amount) for leg in legs)
+    if posted != asked:
+        raise ReferenceReusedError(
+            "This reference was already used for different postings.", reference=reference
+        )
+    return entry
+
+
+def _apply_deltas(deltas: dict[int, Decimal], locked: dict[int, Decimal]) -> None:
+    bounded = {pk: delta for pk, delta in deltas.items() if pk in locked and delta != 0}
+    if bounded:
+        Account.objects.filter(pk__in=bounded).update(
+            balance=F("balance")
+            + Case(*(When(pk=pk, then=Value(delta)) for pk, delta in bounded.items()))
+        )
+    for pk, delta in deltas.items():
+        if pk not in locked and delta != 0:
+            # No lock and no read: an atomic increment of one shard of the system account.
+            AccountShard.objects.filter(account_id=pk, shard=random.randrange(SHARDS)).update(  # noqa: S311 - load spreading, not security
+                balance=F("balance") + delta
+            )
+
+
+def _publish_entry(entry: JournalEntry, legs: Sequence[Leg]) -> None:
+    user_legs = [leg for leg in legs if leg.account.user_public_id]
+    if not user_legs:
+        publish(
+            EntryPosted(
+                marketplace_id=entry.marketplace_id,
+                aggregate_id=entry.public_id,
+                reference=entry.reference,
+                kind=entry.kind,
+            )
+        )
+        return
+    changes = [
+        {
+            "user_id": leg.account.user_public_id,
+            "account": leg.account.kind,
+            "amount": Money(leg.amount, leg.account.currency).text(),
+            "currency": leg.account.currency,
+        }
+        for leg in user_legs
+    ]
+    users = tuple(dict.fromkeys(leg.account.user_public_id for leg in user_legs))
+    publish(
+        BalanceUpdated(
+            marketplace_id=entry.marketplace_id,
+            aggregate_id=entry.public_id,
+            reference=entry.reference,
+            kind=entry.kind,
+            user_ids=users,
+            changes=changes,
+        )
+    )
+
+
+def _schedule_seal() -> None:
+    from ledger.tasks import schedule_seal  # ledger.tasks imports this module
+
+    transaction.on_commit(schedule_seal)
+
+
+def new_reference(prefix: str) -> str:
+    """A fresh reference for a one-off entry (e.g. a manual adjustment without one)."""
+    return f"{prefix}:{secrets.token_hex(12)}"
+
+
+# --- Holds ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldEvent(DomainEvent):
+    aggregate_type = "hold"
+
+    amount: Money
+    reference: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldPlaced(HoldEvent):
+    type = "hold.placed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldCaptured(HoldEvent):
+    type = "hold.captured"
+
+    captured: Money
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldVoided(HoldEvent):
+    type = "hold.voided"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldExpired(HoldEvent):
+    type = "hold.expired"
+
+
+def hold_place(
+    *, user: MarketplaceUser, amount: Money, reference: str, expires_at: datetime | None = None
+) -> Hold:
+    """Reserve `amount` of the user's available funds (available -> reserved).
+
+    Raises:
+        InsufficientFundsError: not enough available.
+        ReferenceReusedError: `reference` names another hold.
+    """
+    with transaction.atomic():
+        existing = Hold.objects.filter(
+            marketplace_id=user.marketplace_id, reference=reference
+        ).first()
+        if existing is not None:
+            return _same_hold(existing, user, amount)
+        available = user_account(user=user, kind=Account.Kind.AVAILABLE, currency=amount.currency)
+        reserved = user_account(user=user, kind=Account.Kind.RESERVED, currency=amount.currency)
+        entry = entry_post(
+            marketplace_id=user.marketplace_id,
+            reference=f"hold:{reference}:place",
+            kind="hold.place",
+            legs=[Leg.debit(available, amount), Leg.credit(reserved, amount)],
+        )
+        try:
+            with transaction.atomic():
+                hold = Hold.objects.create(
+                    marketplace_id=user.marketplace_id,
+                    user=user,
+                    reference=reference,
+                    amount=amount.amount,
+                    currency=amount.currency,
+                    expires_at=expires_at,
+                    place_entry=entry,
+                )
+        except IntegrityError:  # the same reference placed concurrently; its entry is ours too
+            return _same_hold(
+                Hold.objects.get(marketplace_id=user.marketplace_id, reference=reference),
+                user,
+                amount,
+            )
+        publish(HoldPlaced(**_hold_event_fields(hold)))
+        return hold
+
+
+def hold_capture(
+    *, hold: Hold, destination: Account, reference: str, amount: Money | None = None
+) -> Hold:
+    """Move `amount` (default: all) of a hold to `destination`; the rest returns to available.
+
+    Retrying with the same `reference` returns the captured hold.
+
+    Raises:
+        HoldNotActiveError: the hold was resolved before (by another reference).
+        HoldAmountError: `amount` exceeds the hold.
+    """
+    with transaction.atomic():
+        hold = (
+            Hold.objects.select_for_update().select_related("user", "resolve_entry").get(pk=hold.pk)
+        )
+        captured = amount or hold.money
+        if hold.status != Hold.Status.ACTIVE:
+            return _already_resolved(hold, reference, Hold.Status.CAPTURED)
+        if (
+            captured.currency != hold.currency
+            or not Money.zero(hold.currency) < captured <= hold.money
+        ):
+            raise HoldAmountError(
+                "Capture must be more than zero and at most the held amount.",
+                held=hold.money.text(),
+                requested=captured.text(),
+            )
+        available, reserved = _hold_accounts(hold)
+        remainder = hold.money - captured
+        legs = [Leg.debit(reserved, hold.money), Leg.credit(destination, captured)]
+        if remainder.amount:
+            legs.append(Leg.credit(available, remainder))
+        entry = entry_post(
+            marketplace_id=hold.marketplace_id, reference=reference, kind="hold.capture", legs=legs
+        )
+        _resolve(hold, Hold.Status.CAPTURED, entry, captured=captured.amount)
+        publish(HoldCaptured(**_hold_event_fields(hold), captured=captured))
+        return hold
+
+
+def hold_void(*, hold: Hold, reference: str) -> Hold:
+    """Return a hold's whole amount to available. Retrying with the same reference is a no-op.
+
+    Raises:
+        HoldNotActiveError: the hold was resolved before (by another reference).
+    """
+    return _hold_release(hold=hold, reference=reference, status=Hold.Status.VOIDED)
+
+
+def hold_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Expire active holds whose time has passed; returns how many this call expired.
+
+    Safe to run concurrently: rows another sweeper holds are skipped, and a hold that was
+    resolved meanwhile is left alone (each hold expires at most once).
+    """
+    now = now or timezone.now()
+    due = list(
+        Hold.objects.filter(status=Hold.Status.ACTIVE, expires_at__lte=now)
+        .order_by("expires_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    expired = 0
+    for pk in due:
+        with transaction.atomic():
+            hold = Hold.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+            if hold is None or hold.status != Hold.Status.ACTIVE:
+                continue
+            _hold_release(
+                hold=hold, reference=f"hold:{hold.public_id}:expire", status=Hold.Status.EXPIRED
+            )
+            expired += 1
+    return expired
+
+
+def _hold_release(*, hold: Hold, reference: str, status: str) -> Hold:
+    with transaction.atomic():
+        hold = (
+            Hold.objects.select_for_update().select_related("user", "resolve_entry").get(pk=hold.pk)
+        )
+        if hold.status != Hold.Status.ACTIVE:
+            return _already_resolved(hold, reference, status)
+        available, reserved = _hold_accounts(hold)
+        entry = entry_post(
+            marketplace_id=hold.marketplace_id,
+            reference=reference,
+            kind=f"hold.{status.lower()}",
+            legs=[Leg.debit(reserved, hold.money), Leg.credit(available, hold.money)],
+        )
+        _resolve(hold, status, entry)
+        event = HoldExpired if status == Hold.Status.EXPIRED else HoldVoided
+        publish(event(**_hold_event_fields(hold)))
+        return hold
+
+
+def _hold_accounts(hold: Hold) -> tuple[Account, Account]:
+    return (
+        user_account(user=hold.user, kind=Account.Kind.AVAILABLE, currency=hold.currency),
+        user_account(user=hold.user, kind=Account.Kind.RESERVED, currency=hold.currency),
+    )
+
+
+def _resolve(hold: Hold, status: str, entry: JournalEntry, captured: Decimal = Decimal(0)) -> None:
+    hold.status = status
+    hold.captured_amount = captured
+    hold.resolve_entry = entry
+    hold.resolved_at = timezone.now()
+    hold.save(update_fields=["status", "captured_amount", "resolve_entry", "resolved_at"])
+
+
+def _already_resolved(hold: Hold, reference: str, status: str) -> Hold:
+    if hold.status == status and hold.resolve_entry and hold.resolve_entry.reference == reference:
+        return hold  # a retry of the call that resolved it
+    raise HoldNotActiveError(
+        f"Hold is already {hold.status.lower()}.", hold_id=hold.public_id, status=hold.status
+    )
+
+
+def _same_hold(hold: Hold, user: MarketplaceUser, amount: Money) -> Hold:
+    if hold.user_id != user.pk or hold.money != amount:
+        raise ReferenceReusedError(
+            "This reference was already used for a different hold.", reference=hold.reference
+        )
+    return hold
+
+
+def _hold_event_fields(hold: Hold) -> dict[str, Any]:
+    return {
+        "marketplace_id": hold.marketplace_id,
+        "aggregate_id": hold.public_id,
+        "user_ids": (hold.user.public_id,),
+        "amount": hold.money,
+        "reference": hold.reference,
+    }
+
+
+# --- Manual adjustments -----------------------------------------------------------------------
+
+ADJUSTMENTS = "adjustments"
+
+
+def adjustment_post(
+    *, user: MarketplaceUser, amount: Money, direction: str, reason: str, reference: str
+) -> JournalEntry:
+    """Credit or debit a user's available balance against the adjustments account, audited.
+
+    Raises:
+        InsufficientFundsError: a debit larger than the available balance.
+        ReferenceReusedError: `reference` names another entry.
+    """
+    if direction not in ("credit", "debit"):
+        raise ValueError("direction is 'credit' or 'debit'")
+    if not reason.strip():
+        raise ValidationFailedError("A reason is required.", fields={"reason": ["Required."]})
+    with transaction.atomic():
+        available = user_account(user=user, kind=Account.Kind.AVAILABLE, currency=amount.currency)
+        adjustments = system_account(
+            marketplace_id=user.marketplace_id, code=ADJUSTMENTS, currency=amount.currency
+        )
+        source, destination = (
+            (adjustments, available) if direction == "credit" else (available, adjustments)
+        )
+        before = available_balance(account=available)
+        entry = entry_post(
+            marketplace_id=user.marketplace_id,
+            reference=reference,
+            kind=f"adjustment.{direction}",
+            legs=[Leg.debit(source, amount), Leg.credit(destination, amount)],
+            memo=reason[:500],
+        )
+        if not AuditLog.objects.filter(
+            object_type="ledger_entry", object_id=entry.public_id, action=f"balance.{direction}"
+        ).exists():
+            audit_record(
+                action=f"balance.{direction}",
+                object_type="ledger_entry",
+                object_id=entry.public_id,
+                marketplace_id=user.marketplace_id,
+                before={
+                    "user_id": user.public_id,
+                    "available": before.text(),
+                    "currency": amount.currency,
+                },
+                after={
+                    "user_id": user.public_id,
+                    "available": available_balance(account=available).text(),
+                    "amount": amount.text(),
+                    "reference": reference,
+                },
+                reason=reason,
+            )
+        return entry
