@@ -422,7 +422,9 @@ def hold_capture(
     """
     with transaction.atomic():
         hold = (
-            Hold.objects.select_for_update().select_related("user", "resolve_entry").get(pk=hold.pk)
+            Hold.objects.select_for_update(of=("self",))
+            .select_related("user", "resolve_entry")
+            .get(pk=hold.pk)
         )
         captured = amount or hold.money
         if hold.status != Hold.Status.ACTIVE:
@@ -486,7 +488,9 @@ def hold_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
 def _hold_release(*, hold: Hold, reference: str, status: str) -> Hold:
     with transaction.atomic():
         hold = (
-            Hold.objects.select_for_update().select_related("user", "resolve_entry").get(pk=hold.pk)
+            Hold.objects.select_for_update(of=("self",))
+            .select_related("user", "resolve_entry")
+            .get(pk=hold.pk)
         )
         if hold.status != Hold.Status.ACTIVE:
             return _already_resolved(hold, reference, status)
