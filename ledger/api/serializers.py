@@ -10,7 +10,7 @@ from orchestrator.api.views import StrictSerializer
 class AdjustmentInput(StrictSerializer):
     # Any JSON here: Money.parse answers INVALID_AMOUNT_FORMAT / INVALID_CURRENCY itself,
     # so a float amount is an amount error, not a generic type error.
-    amount = serializers.JSONField()
+    amount = serializers.JSONField(allow_null=True)
     currency = serializers.JSONField(required=False)  # defaults to USD, as upstream
     reason = serializers.CharField(max_length=500)
     reference = serializers.CharField(max_length=150, required=False)

@@ -10,7 +10,15 @@ from ledger.integrity import ledger_verify
 from ledger.models import Account, Hold, JournalEntry
 from ledger.selectors import available_balance
 from ledger.services import hold_capture, hold_place, system_account, transfer_post
-from tests.ledger.conftest import CLEARING, available, balance, fund, reserved, run_concurrently, usd
+from tests.ledger.conftest import (
+    CLEARING,
+    available,
+    balance,
+    fund,
+    reserved,
+    run_concurrently,
+    usd,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -42,7 +50,9 @@ def test_many_sources_into_one_destination_lose_no_credit(make_user, marketplace
 
     results = run_concurrently(
         lambda user: transfer_post(
-            source=available(user), destination=destination, amount=usd("5"),
+            source=available(user),
+            destination=destination,
+            amount=usd("5"),
             reference=f"in-{user.public_id}",
         ),
         [(user,) for user in sources],
@@ -59,7 +69,9 @@ def test_opposite_transfers_never_deadlock(buyer, seller):
 
     results = run_concurrently(
         lambda n: transfer_post(
-            source=a if n % 2 else b, destination=b if n % 2 else a, amount=usd("1"),
+            source=a if n % 2 else b,
+            destination=b if n % 2 else a,
+            amount=usd("1"),
             reference=f"x-{n}",
         ),
         [(n,) for n in range(500)],
@@ -84,7 +96,9 @@ def test_six_holds_of_1000_on_5000_exactly_five_succeed(buyer):
     assert sum(isinstance(r, InsufficientFundsError) for r in results) == 1
     assert balance(available(buyer)) == "0"
     assert balance(reserved(buyer)) == "5000"
-    held = Hold.objects.filter(user=buyer, status=Hold.Status.ACTIVE).aggregate(s=Sum("amount"))["s"]
+    held = Hold.objects.filter(user=buyer, status=Hold.Status.ACTIVE).aggregate(s=Sum("amount"))[
+        "s"
+    ]
     assert held == Decimal(5000)
 
 

@@ -28,8 +28,8 @@ def _sql(statement: str, params: list[object] | None = None) -> None:
 def test_an_unbalanced_entry_inserted_by_raw_sql_fails_at_commit(buyer, seller, marketplace):
     accounts = [available(buyer).pk, available(seller).pk]
 
-    with pytest.raises(IntegrityError, match="does not balance"), transaction.atomic():
-        with connection.cursor() as cursor:
+    def insert_unbalanced() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 "INSERT INTO ledger_journalentry (public_id, marketplace_id, reference, kind, memo,"
                 " metadata, created_at, prev_hash, hash) VALUES ('je_raw', %s, 'raw', 'raw', '',"
@@ -42,7 +42,10 @@ def test_an_unbalanced_entry_inserted_by_raw_sql_fails_at_commit(buyer, seller, 
                 " VALUES (%s, %s, %s, 'USD')",
                 [(entry_id, accounts[0], 5), (entry_id, accounts[1], -4)],
             )
-        # Both statements succeeded: the check is deferred to COMMIT, at the end of this block.
+            # Both statements succeeded: the check is deferred to COMMIT, when this block ends.
+
+    with pytest.raises(IntegrityError, match="does not balance"):
+        insert_unbalanced()
 
     assert not JournalEntry.objects.filter(reference="raw").exists()
 

@@ -38,7 +38,9 @@ def test_entry_post_with_a_known_reference_returns_the_first_entry_and_moves_not
 
 def test_entry_post_refuses_a_known_reference_with_other_postings(buyer, seller):
     fund(buyer, usd("100.00"))
-    transfer_post(source=available(buyer), destination=available(seller), amount=usd("10"), reference="r")
+    transfer_post(
+        source=available(buyer), destination=available(seller), amount=usd("10"), reference="r"
+    )
 
     with pytest.raises(ReferenceReusedError):
         transfer_post(
@@ -53,7 +55,10 @@ def test_entry_post_refuses_an_overdraft_with_available_and_requested(buyer, sel
 
     with pytest.raises(InsufficientFundsError) as error:
         transfer_post(
-            source=available(buyer), destination=available(seller), amount=usd("5.01"), reference="x"
+            source=available(buyer),
+            destination=available(seller),
+            amount=usd("5.01"),
+            reference="x",
         )
 
     assert error.value.details["available"] == "5.00"
@@ -129,5 +134,9 @@ def test_balance_updated_event_names_the_users_and_amounts(buyer, seller):
     event = Event.objects.get(aggregate_id=entry.public_id)
     assert event.type == "balance.updated"
     assert event.user_ids == [buyer.public_id, seller.public_id]
-    assert {"user_id": seller.public_id, "account": "available", "amount": "2.50",
-            "currency": "USD"} in event.payload["changes"]
+    assert {
+        "user_id": seller.public_id,
+        "account": "available",
+        "amount": "2.50",
+        "currency": "USD",
+    } in event.payload["changes"]

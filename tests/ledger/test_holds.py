@@ -95,7 +95,9 @@ def test_void_returns_everything(buyer):
 def test_hold_expiry_under_an_injected_clock_voids_exactly_once(buyer, escrow):
     fund(buyer, usd("100"))
     now = timezone.now()
-    hold = hold_place(user=buyer, amount=usd("40"), reference="h", expires_at=now + timedelta(hours=1))
+    hold = hold_place(
+        user=buyer, amount=usd("40"), reference="h", expires_at=now + timedelta(hours=1)
+    )
 
     before = hold_expire_due(now=now + timedelta(minutes=59))
     at = hold_expire_due(now=now + timedelta(hours=1))

@@ -10,9 +10,32 @@ from ledger.money import Money
 
 @pytest.mark.parametrize(
     "amount",
-    [12.5, 12, None, True, "NaN", "nan", "Infinity", "1e3", "1E3", "-1.00", "+1.00", "0",
-     "0.00", "1.001", " 1.00", "1.00 ", "1,000.00", "", ".5", "5.", "0x10", "01.00",
-     "1000000000.01", "99999999999999"],
+    [
+        12.5,
+        12,
+        None,
+        True,
+        "NaN",
+        "nan",
+        "Infinity",
+        "1e3",
+        "1E3",
+        "-1.00",
+        "+1.00",
+        "0",
+        "0.00",
+        "1.001",
+        " 1.00",
+        "1.00 ",
+        "1,000.00",
+        "",
+        ".5",
+        "5.",
+        "0x10",
+        "01.00",
+        "1000000000.01",
+        "99999999999999",
+    ],
 )
 def test_money_parse_refuses_anything_but_a_positive_decimal_string(amount):
     with pytest.raises(InvalidAmountError) as error:
@@ -21,10 +44,16 @@ def test_money_parse_refuses_anything_but_a_positive_decimal_string(amount):
     assert error.value.code == "INVALID_AMOUNT_FORMAT"
 
 
-@pytest.mark.parametrize(("amount", "currency", "text"), [
-    ("12.5", "USD", "12.50"), ("0.01", "USD", "0.01"), ("1000000000", "USD", "1000000000.00"),
-    ("0.0000001", "USDC", "0.0000001"), ("7", "USDC", "7.0000000"),
-])
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [
+        ("12.5", "USD", "12.50"),
+        ("0.01", "USD", "0.01"),
+        ("1000000000", "USD", "1000000000.00"),
+        ("0.0000001", "USDC", "0.0000001"),
+        ("7", "USDC", "7.0000000"),
+    ],
+)
 def test_money_parse_accepts_amounts_within_the_currency_scale(amount, currency, text):
     assert Money.parse(amount, currency).text() == text
 

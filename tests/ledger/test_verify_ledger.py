@@ -16,8 +16,12 @@ pytestmark = pytest.mark.django_db
 def ledger(buyer, seller):
     fund(buyer, usd("100"))
     entries = [
-        transfer_post(source=available(buyer), destination=available(seller), amount=usd(str(n)),
-                      reference=f"t{n}")
+        transfer_post(
+            source=available(buyer),
+            destination=available(seller),
+            amount=usd(str(n)),
+            reference=f"t{n}",
+        )
         for n in range(1, 5)
     ]
     hold_place(user=buyer, amount=usd("10"), reference="h")
