@@ -11,17 +11,15 @@ to one randomly chosen shard row with an atomic increment, so a busy clearing or
 is not a queue every payment waits in.
 """
 
-import random
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Field, Value, When
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ledger.errors import (
@@ -31,9 +29,10 @@ from ledger.errors import (
     ReferenceReusedError,
     UnbalancedEntryError,
 )
-from ledger.models import SHARDS, Account, AccountShard, Hold, JournalEntry, Posting
+from ledger.models import SHARDS, Account, AccountShard, Hold, JournalEntry
 from ledger.money import Money
 from ledger.selectors import available_balance
+from ledger.sql import lock_balances, write_entry
 from orchestrator.audit import audit_record
 from orchestrator.errors import ValidationFailedError
 from orchestrator.events import DomainEvent, publish
@@ -145,14 +144,33 @@ def entry_post(
         ReferenceReusedError: `reference` names an earlier entry with other postings.
     """
     _check_legs(marketplace_id, legs)
+    deltas: dict[int, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        deltas[leg.account.pk] += leg.amount
     with transaction.atomic():
-        bounded = sorted({leg.account.pk for leg in legs if leg.account.is_bounded})
-        locked = dict(
-            Account.objects.select_for_update()
-            .filter(pk__in=bounded)
-            .order_by("pk")
-            .values_list("pk", "balance")
+        locked = lock_balances(sorted({leg.account.pk for leg in legs if leg.account.is_bounded}))
+        short = next(
+            (
+                leg
+                for leg in legs
+                if leg.account.pk in locked and locked[leg.account.pk] + deltas[leg.account.pk] < 0
+            ),
+            None,
         )
+        if short is not None:
+            # A retry of an entry that went through returns it, though the money has moved on.
+            if JournalEntry.objects.filter(
+                marketplace_id=marketplace_id, reference=reference
+            ).exists():
+                return _existing_entry(marketplace_id, reference, legs)
+            account = short.account
+            raise InsufficientFundsError(
+                "Not enough available funds.",
+                account_id=account.public_id,
+                available=Money(locked[account.pk], account.currency).text(),
+                requested=Money(-deltas[account.pk], account.currency).text(),
+                currency=account.currency,
+            )
         entry = JournalEntry(
             public_id=new_public_id("je_"),
             marketplace_id=marketplace_id,
@@ -161,32 +179,11 @@ def entry_post(
             memo=memo,
             metadata=metadata or {},
         )
-        entry_id = _insert_entry(entry)
+        entry_id = write_entry(entry, legs, deltas, locked)
         if entry_id is None:  # posted before (possibly by a concurrent call we waited for)
             return _existing_entry(marketplace_id, reference, legs)
-
-        deltas: dict[int, Decimal] = defaultdict(Decimal)
-        for leg in legs:
-            deltas[leg.account.pk] += leg.amount
-        for leg in legs:
-            pk = leg.account.pk
-            if pk in locked and locked[pk] + deltas[pk] < 0:
-                raise InsufficientFundsError(
-                    "Not enough available funds.",
-                    account_id=leg.account.public_id,
-                    available=Money(locked[pk], leg.account.currency).text(),
-                    requested=Money(-deltas[pk], leg.account.currency).text(),
-                    currency=leg.account.currency,
-                )
         entry.pk = entry_id
         entry._state.adding = False
-        Posting.objects.bulk_create(
-            Posting(
-                entry=entry, account=leg.account, amount=leg.amount, currency=leg.account.currency
-            )
-            for leg in legs
-        )
-        _apply_deltas(deltas, locked)
         _publish_entry(entry, legs)
     _schedule_seal()
     return entry
@@ -226,41 +223,6 @@ def _check_legs(marketplace_id: int, legs: Sequence[Leg]) -> None:
         raise UnbalancedEntryError("Postings must sum to zero in each currency.")
 
 
-_INSERTED_FIELDS = (
-    "public_id",
-    "marketplace",
-    "reference",
-    "kind",
-    "memo",
-    "metadata",
-    "created_at",
-    "prev_hash",
-    "hash",
-)
-
-
-def _insert_entry(entry: JournalEntry) -> int | None:
-    """Insert the entry unless its reference exists; None when it did.
-
-    One statement instead of a savepoint round trip: ON CONFLICT DO NOTHING waits for a
-    concurrent insert of the same reference to commit, then yields no row.
-    """
-    fields = [
-        cast(Field[Any, Any], JournalEntry._meta.get_field(name)) for name in _INSERTED_FIELDS
-    ]
-    columns = ", ".join(str(f.column) for f in fields)
-    params = [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in fields]
-    placeholders = ", ".join(["%s"] * len(fields))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {JournalEntry._meta.db_table} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - names from the model
-            "ON CONFLICT (marketplace_id, reference) DO NOTHING RETURNING id",
-            params,
-        )
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
-
-
 def _existing_entry(marketplace_id: int, reference: str, legs: Sequence[Leg]) -> JournalEntry:
     entry = JournalEntry.objects.get(marketplace_id=marketplace_id, reference=reference)
     posted = sorted(entry.postings.values_list("account_id", "amount"))
@@ -270,21 +232,6 @@ def _existing_entry(marketplace_id: int, reference: str, legs: Sequence[Leg]) ->
             "This reference was already used for different postings.", reference=reference
         )
     return entry
-
-
-def _apply_deltas(deltas: dict[int, Decimal], locked: dict[int, Decimal]) -> None:
-    bounded = {pk: delta for pk, delta in deltas.items() if pk in locked and delta != 0}
-    if bounded:
-        Account.objects.filter(pk__in=bounded).update(
-            balance=F("balance")
-            + Case(*(When(pk=pk, then=Value(delta)) for pk, delta in bounded.items()))
-        )
-    for pk, delta in deltas.items():
-        if pk not in locked and delta != 0:
-            # No lock and no read: an atomic increment of one shard of the system account.
-            AccountShard.objects.filter(account_id=pk, shard=random.randrange(SHARDS)).update(  # noqa: S311 - load spreading, not security
-                balance=F("balance") + delta
-            )
 
 
 def _publish_entry(entry: JournalEntry, legs: Sequence[Leg]) -> None:
