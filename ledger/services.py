@@ -182,8 +182,6 @@ def entry_post(
         entry_id = write_entry(entry, legs, deltas, locked)
         if entry_id is None:  # posted before (possibly by a concurrent call we waited for)
             return _existing_entry(marketplace_id, reference, legs)
-        entry.pk = entry_id
-        entry._state.adding = False
         _publish_entry(entry, legs)
     _schedule_seal()
     return entry

@@ -10,12 +10,12 @@ column names come from the models; values are always parameters.
 import random
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
-from django.db.models import Field
 
 from ledger.models import SHARDS, Account, AccountShard, JournalEntry, Posting
+from orchestrator.db import insert_row
 
 if TYPE_CHECKING:
     from ledger.services import Leg
@@ -23,40 +23,6 @@ if TYPE_CHECKING:
 _ACCOUNT = Account._meta.db_table
 _SHARD = AccountShard._meta.db_table
 _POSTING = Posting._meta.db_table
-
-_INSERTED_FIELDS = (
-    "public_id",
-    "marketplace",
-    "reference",
-    "kind",
-    "memo",
-    "metadata",
-    "created_at",
-    "prev_hash",
-    "hash",
-)
-
-
-def _insert_entry(entry: JournalEntry) -> int | None:
-    """Insert the entry unless its reference exists; its id, or None when it did exist.
-
-    ON CONFLICT DO NOTHING waits for a concurrent insert of the same reference to commit,
-    then yields no row: the caller learns the entry exists without an error or a savepoint.
-    """
-    fields = [
-        cast(Field[Any, Any], JournalEntry._meta.get_field(name)) for name in _INSERTED_FIELDS
-    ]
-    columns = ", ".join(str(f.column) for f in fields)
-    params = [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in fields]
-    marks = ", ".join(["%s"] * len(fields))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {JournalEntry._meta.db_table} ({columns}) VALUES ({marks}) "
-            "ON CONFLICT (marketplace_id, reference) DO NOTHING RETURNING id",
-            params,
-        )
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
 
 
 def write_entry(
@@ -71,7 +37,9 @@ def write_entry(
         for pk, delta in deltas.items()
         if pk not in locked and delta != 0
     }
-    entry_id = _insert_entry(entry)
+    # ON CONFLICT waits for a concurrent insert of the same reference, then yields no row:
+    # the caller learns the entry exists without an error or a savepoint.
+    entry_id = insert_row(entry, unless_exists=("marketplace_id", "reference"))
     if entry_id is not None:
         _insert_postings(entry_id, legs)
         _apply_deltas(deltas, locked, shards)
