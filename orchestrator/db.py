@@ -4,10 +4,26 @@ Model.save() costs several times the statement itself in Python; these rows are 
 once and never updated, so they need none of its machinery (signals, update-or-insert).
 """
 
+import functools
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
+
+
+@functools.cache
+def _insert_sql(
+    model: type[Model], unless_exists: tuple[str, ...]
+) -> tuple[list[Field[Any, Any]], str]:
+    meta = model._meta
+    fields: list[Field[Any, Any]] = [f for f in meta.concrete_fields if f is not meta.auto_field]
+    quote = connection.ops.quote_name
+    conflict = f" ON CONFLICT ({', '.join(unless_exists)}) DO NOTHING" if unless_exists else ""
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608 - names from the model
+        f"VALUES ({', '.join(['%s'] * len(fields))}){conflict} RETURNING {quote(meta.pk.column)}"
+    )
+    return fields, sql
 
 
 def insert_row(instance: Model, *, unless_exists: tuple[str, ...] = ()) -> int | None:
@@ -17,24 +33,15 @@ def insert_row(instance: Model, *, unless_exists: tuple[str, ...] = ()) -> int |
     values is left alone and None is returned; a concurrent insert of the same values is
     waited for, then treated the same way. SQL valid on PostgreSQL and SQLite.
     """
-    meta = instance._meta
-    fields: list[Field[Any, Any]] = [f for f in meta.concrete_fields if f is not meta.auto_field]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    params = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
-    marks = ", ".join(["%s"] * len(fields))
-    conflict = ""
-    if unless_exists:
-        conflict = f" ON CONFLICT ({', '.join(unless_exists)}) DO NOTHING"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608 - names from the model
-            f"VALUES ({marks}){conflict} RETURNING {connection.ops.quote_name(meta.pk.column)}",
-            params,
-        )
+    db = connections[DEFAULT_DB_ALIAS]  # one lookup; each `connection.x` costs a thread-local one
+    fields, sql = _insert_sql(type(instance), unless_exists)
+    params = [f.get_db_prep_save(getattr(instance, f.attname), db) for f in fields]
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
     instance.pk = row[0]
     instance._state.adding = False
-    instance._state.db = connection.alias
+    instance._state.db = db.alias
     return int(row[0])

@@ -5,11 +5,18 @@ import string
 from collections.abc import Callable
 
 _ALPHABET = string.ascii_letters + string.digits
-PUBLIC_ID_LENGTH = 24  # random characters after the prefix: ~142 bits
+PUBLIC_ID_LENGTH = 24  # characters after the prefix: about 142 random bits
 
 
 def new_public_id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
+    # One read of 144 random bits written as 24 base-62 digits (about 142.9 bits survive);
+    # a secrets.choice per character would cost a system call each.
+    value = int.from_bytes(secrets.token_bytes(18), "big")
+    chars = []
+    for _ in range(PUBLIC_ID_LENGTH):
+        value, digit = divmod(value, 62)
+        chars.append(_ALPHABET[digit])
+    return prefix + "".join(chars)
 
 
 def public_id_factory(prefix: str) -> Callable[[], str]:
