@@ -42,11 +42,14 @@ import psycopg  # noqa: E402
 USERS, HOT_USERS, FUNDS = 200, 10, Decimal("100000000")
 
 
-def ensure_database() -> None:
+def fresh_database() -> None:
+    """A new, empty benchmark database each run, so runs compare."""
     name = DB_URL.rsplit("/", 1)[1]
+    if not name.startswith("offerhub_bench"):
+        raise SystemExit(f"refusing to recreate {name!r}: name it offerhub_bench*")
     with psycopg.connect(DB_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def setup() -> dict[str, list[int]]:
@@ -201,7 +204,7 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(w) for w in args.workers.split(",")]
 
-    ensure_database()
+    fresh_database()
     django.setup()
     ids = setup()
     print(f"PostgreSQL {DB_URL}; {os.cpu_count()} CPUs; {args.seconds:g} s per case\n")
