@@ -51,7 +51,7 @@ def lock_balances(account_ids: list[int]) -> dict[int, Decimal]:
     if not account_ids:
         return {}
     marks = ", ".join(["%s"] * len(account_ids))
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: none
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, balance FROM {_ACCOUNT} WHERE id IN ({marks}) ORDER BY id{lock}",
