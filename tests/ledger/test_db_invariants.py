@@ -1,5 +1,7 @@
 """PostgreSQL itself refuses what the services would never write."""
 
+from typing import Any
+
 import pytest
 from django.db import IntegrityError, connection, transaction
 
@@ -19,7 +21,7 @@ def entry(buyer, seller):
     )
 
 
-def _sql(statement: str, params: list[object] | None = None) -> None:
+def _sql(statement: str, params: list[Any] | None = None) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(statement, params)
 

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
@@ -82,9 +84,7 @@ def test_transactions_filter_by_type_and_date(api, buyer, seller):
     url = f"/api/v1/users/{buyer.public_id}/transactions"
 
     by_type = api.get(url, {"type": "topup"})
-    future = api.get(
-        url, {"created_after": (timezone.now() + timezone.timedelta(hours=1)).isoformat()}
-    )
+    future = api.get(url, {"created_after": (timezone.now() + timedelta(hours=1)).isoformat()})
     bad = api.get(url, {"colour": "red"})
 
     assert [line["type"] for line in by_type.json()["data"]] == ["topup"]
@@ -113,6 +113,7 @@ def test_credit_needs_admin_scope_and_a_reason_and_is_audited(make_client, marke
         "api_key",
         done.json()["entry_id"],
     )
+    assert audit.after is not None
     assert audit.after["available"] == "10.00"
 
 
