@@ -74,11 +74,35 @@ def test_make_run_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None
         created = requests.post(f"{base}/api/v1/users", json=body, headers=headers, timeout=10)
         listed = requests.get(f"{base}/api/v1/users", headers=headers, timeout=10)
         ready = requests.get(f"{base}/api/v1/health/ready", timeout=10)
+        user = created.json()["id"]
+        # The ledger on SQLite: the embedded mode runs its portable SQL path.
+        credit = {"amount": "500.00", "currency": "USD", "reason": "first run"}
+        credited = requests.post(
+            f"{base}/api/v1/users/{user}/balance/credit", json=credit, headers=headers, timeout=10
+        )
+        debit = {"amount": "500.01", "currency": "USD", "reason": "too much"}
+        refused = requests.post(
+            f"{base}/api/v1/users/{user}/balance/debit", json=debit, headers=headers, timeout=10
+        )
+        balance = requests.get(f"{base}/api/v1/users/{user}/balance", headers=headers, timeout=10)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+    verify = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "manage.py", "verify_ledger"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert created.status_code == 201
     assert [user["external_user_id"] for user in listed.json()["data"]] == ["newcomer"]
     assert ready.json()["checks"]["redis"]["status"] == "not_configured"
+    assert credited.status_code == 200
+    assert refused.json()["error"]["code"] == "INSUFFICIENT_FUNDS"
+    assert balance.json()["balances"][0]["available"] == "500.00"
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "ledger OK" in verify.stdout
     assert (tmp_path / "orchestrator.sqlite3").exists()
