@@ -9,6 +9,7 @@ from django.db.models import QuerySet, Sum
 from ledger.models import Account, AccountShard, Posting
 from ledger.money import EXPONENTS, Money
 from orchestrator.models import MarketplaceUser
+from orchestrator.selectors import filtered
 
 USER_KINDS = (Account.Kind.AVAILABLE, Account.Kind.RESERVED, Account.Kind.WITHDRAWAL_PENDING)
 
@@ -61,15 +62,11 @@ def user_statement(
     """The user's postings, newest first, with their entries."""
     # By account ids, not through the join: the (account, -id) index then serves the page.
     accounts = list(Account.objects.filter(user=user).values_list("pk", flat=True))
-    postings = Posting.objects.filter(account_id__in=accounts).select_related("entry", "account")
-    if kind:
-        postings = postings.filter(entry__kind=kind)
-    if account:
-        postings = postings.filter(account__kind=account)
-    if currency:
-        postings = postings.filter(currency=currency)
-    if created_after:
-        postings = postings.filter(entry__created_at__gte=created_after)
-    if created_before:
-        postings = postings.filter(entry__created_at__lt=created_before)
-    return postings
+    return filtered(
+        Posting.objects.filter(account_id__in=accounts).select_related("entry", "account"),
+        entry__kind=kind,
+        account__kind=account,
+        currency=currency,
+        entry__created_at__gte=created_after,
+        entry__created_at__lt=created_before,
+    )

@@ -1,11 +1,14 @@
 """Platform reads, always scoped by the caller's marketplace."""
 
 from datetime import datetime
+from typing import TypeVar
 
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
 from orchestrator.errors import NotFoundError
 from orchestrator.models import Marketplace, MarketplaceUser
+
+M = TypeVar("M", bound=Model)
 
 
 class UserNotFoundError(NotFoundError):
@@ -29,15 +32,18 @@ def user_list(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[MarketplaceUser]:
-    users = MarketplaceUser.objects.filter(marketplace=marketplace)
-    if type:
-        users = users.filter(type=type)
-    if external_user_id:
-        users = users.filter(external_user_id=external_user_id)
-    if email:
-        users = users.filter(email__iexact=email)
-    if created_after:
-        users = users.filter(created_at__gte=created_after)
-    if created_before:
-        users = users.filter(created_at__lt=created_before)
-    return users
+    return filtered(
+        MarketplaceUser.objects.filter(marketplace=marketplace),
+        type=type,
+        external_user_id=external_user_id,
+        email__iexact=email,
+        created_at__gte=created_after,
+        created_at__lt=created_before,
+    )
+
+
+def filtered(queryset: QuerySet[M], **lookups: object) -> QuerySet[M]:
+    """`queryset` filtered by each lookup whose value was given (not None, not empty)."""
+    return queryset.filter(
+        **{key: value for key, value in lookups.items() if value not in (None, "")}
+    )
