@@ -117,10 +117,15 @@ class StrictSerializer(serializers.Serializer[Any]):
             raise serializers.ValidationError(
                 {"non_field_errors": ["Expected a JSON object."]}, code="invalid"
             )
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
+        errors: dict[str, Any] = {name: ["Unknown field."] for name in set(data) - set(self.fields)}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors.update(exc.detail if isinstance(exc.detail, dict) else {})
+            raise serializers.ValidationError(errors or exc.detail) from exc
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 def validated(serializer_class: type[StrictSerializer], data: Any) -> dict[str, Any]:
