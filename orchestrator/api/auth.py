@@ -68,6 +68,7 @@ class MeApi(ApiView):
 
 class ApiKeyListCreateApi(ApiView):
     required_scope = Scope.ADMIN
+    secret_response_fields = ("key",)
 
     @extend_schema(request=ApiKeyCreateInput, responses={201: ApiKeyCreatedOutput})
     def post(self, request: Request) -> Response:

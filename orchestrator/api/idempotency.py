@@ -6,7 +6,8 @@ so a stored answer is only ever replayed to the caller that caused it.
 - First request: an IN_PROGRESS row is committed before the view runs, so a concurrent
   duplicate finds it and gets 409 IDEMPOTENCY_KEY_IN_PROGRESS.
 - The answer (2xx-4xx, errors too) is stored and replayed verbatim to the same key and body;
-  another body is 409 IDEMPOTENCY_KEY_REUSED.
+  another body is 409 IDEMPOTENCY_KEY_REUSED. Secrets shown once (a new API key) are the
+  exception: the view names those fields, and they are stored and replayed redacted.
 - A 5xx answer or an unhandled exception deletes the row: nothing was done that a retry
   could double, because every service rolls back on error and provider calls carry their
   own deterministic references.
@@ -17,6 +18,7 @@ so a stored answer is only ever replayed to the caller that caused it.
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -24,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
+from orchestrator.audit import REDACTED
 from orchestrator.errors import ConflictError, ValidationFailedError
 from orchestrator.models import ApiKey, IdempotencyRecord
 
@@ -100,16 +103,35 @@ def idempotency_begin(
     return response
 
 
-def idempotency_finish(*, record: IdempotencyRecord, response: HttpResponse) -> None:
-    """Store the answer (4xx included) for replay; forget the key after a 5xx."""
+def idempotency_finish(
+    *, record: IdempotencyRecord, response: HttpResponse, secret_fields: Sequence[str] = ()
+) -> None:
+    """Store the answer (4xx included) for replay; forget the key after a 5xx.
+
+    `secret_fields` (top-level keys of a JSON object body, such as a new API key) are stored
+    and so replayed as "[REDACTED]": a secret shown once is never written to the database.
+    """
     if response.status_code >= 500:
         idempotency_abandon(record=record)
         return
+    body = response.content.decode()
+    if secret_fields:
+        body = _redact_fields(body, secret_fields)
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         status=IdempotencyRecord.Status.COMPLETED,
         response_status=response.status_code,
-        response_body=response.content.decode(),
+        response_body=body,
     )
+
+
+def _redact_fields(body: str, names: Sequence[str]) -> str:
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        return body
+    for name in names:
+        if name in data:
+            data[name] = REDACTED
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def idempotency_abandon(*, record: IdempotencyRecord) -> None:

@@ -47,8 +47,13 @@ class ApiView(APIView):
     required_scope: ClassVar[str]
     # Where GET and POST on one path need different scopes: {"GET": "read", "POST": "write"}.
     method_scopes: ClassVar[dict[str, str]] = {}
+    # Top-level response fields holding secrets shown once (a new API key): an Idempotency-Key
+    # replay answers them redacted, and they are never written to the idempotency record.
+    secret_response_fields: ClassVar[tuple[str, ...]] = ()
 
     def scope_for(self, method: str | None) -> str | None:
+        if method in ("HEAD", "OPTIONS"):  # they only describe what GET would answer
+            method = "GET"
         return self.method_scopes.get(method or "") or getattr(self, "required_scope", None)
 
     def api_key(self, request: Request) -> ApiKey:
@@ -98,7 +103,9 @@ class ApiView(APIView):
         record = getattr(request, "_idempotency", None)
         if record is not None and isinstance(response, Response):
             response.render()
-            idempotency_finish(record=record, response=response)
+            idempotency_finish(
+                record=record, response=response, secret_fields=self.secret_response_fields
+            )
         return response
 
 
@@ -110,7 +117,8 @@ class PublicView(APIView):
 
 
 class StrictSerializer(serializers.Serializer[Any]):
-    """Input serializer that refuses unknown fields and non-object bodies."""
+    """Input serializer that refuses unknown fields, non-object bodies and, for string fields,
+    JSON values that are not strings (DRF would silently turn 12 or 1e20 into text)."""
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -118,10 +126,19 @@ class StrictSerializer(serializers.Serializer[Any]):
                 {"non_field_errors": ["Expected a JSON object."]}, code="invalid"
             )
         errors: dict[str, Any] = {name: ["Unknown field."] for name in set(data) - set(self.fields)}
+        errors.update(
+            {
+                name: ["Not a valid string."]
+                for name, field in self.fields.items()
+                if isinstance(field, serializers.CharField)
+                and data.get(name) is not None
+                and not isinstance(data[name], str)
+            }
+        )
         try:
             value = super().to_internal_value(data)
         except serializers.ValidationError as exc:
-            errors.update(exc.detail if isinstance(exc.detail, dict) else {})
+            errors = {**(exc.detail if isinstance(exc.detail, dict) else {}), **errors}
             raise serializers.ValidationError(errors or exc.detail) from exc
         if errors:
             raise serializers.ValidationError(errors)
