@@ -1,5 +1,6 @@
 """Bearer API-key authentication. Runs before anything reads the request body."""
 
+import re
 from datetime import timedelta
 
 from django.utils import timezone
@@ -9,6 +10,8 @@ from rest_framework.request import Request
 
 from orchestrator.context import Actor, set_actor
 from orchestrator.models import ApiKey
+
+_KEY_FORMAT = re.compile(r"ohk_(?:live|test)_(key_[A-Za-z0-9]{1,36})_[A-Za-z0-9]{1,128}")
 
 # last_used_at is a hint for humans; writing it on every request would cost a row update each.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -54,10 +57,11 @@ class ApiKeyAuthentication(BaseAuthentication):
     @staticmethod
     def _lookup(raw_key: str) -> ApiKey:
         # ohk_<env>_key_<random>_<secret>: the public id locates the row, the digest proves it.
-        parts = raw_key.split("_")
-        if len(parts) != 5 or parts[0] != "ohk" or parts[1] not in ("live", "test"):
+        # Anything else (NUL bytes included, which PostgreSQL refuses) is refused unread.
+        match = _KEY_FORMAT.fullmatch(raw_key)
+        if match is None:
             raise ApiKeyFailed("Malformed API key.", "INVALID_API_KEY")
-        public_id = f"{parts[2]}_{parts[3]}"
+        public_id = match.group(1)
         key = ApiKey.objects.select_related("marketplace").filter(public_id=public_id).first()
         if key is None or not key.matches(raw_key):
             raise ApiKeyFailed("Invalid API key.", "INVALID_API_KEY")

@@ -50,7 +50,7 @@ def fingerprint(body: bytes) -> str:
     """SHA-256 of the body; JSON is canonicalised so key order and spacing do not matter."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         canonical = body
     return hashlib.sha256(canonical).hexdigest()
 
@@ -71,7 +71,7 @@ def idempotency_begin(
         )
     digest = fingerprint(body)
     now = timezone.now()
-    scope = {"api_key": api_key, "method": method, "path": path, "key": key}
+    scope = {"api_key": api_key, "method": method, "path": _stored_path(path), "key": key}
     # Expired rows are dead even before the cleanup task removes them.
     IdempotencyRecord.objects.filter(**scope, expires_at__lte=now).delete()
     try:
@@ -101,6 +101,13 @@ def idempotency_begin(
     )
     response["Idempotency-Replayed"] = "true"
     return response
+
+
+def _stored_path(path: str) -> str:
+    """`path`, or its digest when longer than the column: still one scope per path."""
+    if len(path) <= IdempotencyRecord._meta.get_field("path").max_length:  # type: ignore[operator]
+        return path
+    return "sha256:" + hashlib.sha256(path.encode()).hexdigest()
 
 
 def idempotency_finish(

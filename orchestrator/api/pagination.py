@@ -39,7 +39,7 @@ def page_limit(request: Request) -> int:
     if raw is None:
         return int(settings.PAGINATION_DEFAULT_LIMIT)
     maximum = int(settings.PAGINATION_MAX_LIMIT)
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= maximum:
         message = f"limit must be a whole number from 1 to {maximum}."
         raise ValidationFailedError(message, fields={"limit": [message]})
     return int(raw)

@@ -17,7 +17,7 @@ from orchestrator.services import user_create
 
 class UserCreateInput(StrictSerializer):
     external_user_id = serializers.CharField(max_length=200)
-    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
     type = serializers.ChoiceField(
         choices=MarketplaceUser.Type.choices, default=MarketplaceUser.Type.BOTH
     )

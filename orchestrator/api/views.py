@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from django.http import HttpResponseBase
 from rest_framework import serializers
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAuthenticated, NotFound, ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -31,6 +31,12 @@ class AnyContentJSONParser(JSONParser):
     """Bodies are JSON whatever Content-Type says; anything else is 400 INVALID_JSON."""
 
     media_type = "*/*"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:  # a 1 MiB body can nest far deeper than the stack allows
+            raise ParseError("JSON parse error - nested too deeply.") from exc
 
 
 class _Replay(Exception):  # noqa: N818 - control flow, never reaches a client as an error
@@ -68,6 +74,8 @@ class ApiView(APIView):
         super().initial(request, *args, **kwargs)  # authentication, scope
         key = self.api_key(request)
         request._rate_limit = rate_limit_hit(bucket=key.public_id)  # type: ignore[attr-defined]
+        if any("\x00" in str(value) for value in kwargs.values()):
+            raise NotFound()  # no id holds NUL, and PostgreSQL refuses it in a query parameter
         idem_key = request.headers.get(HEADER)
         if request.method in ("POST", "PUT", "PATCH", "DELETE") and idem_key is not None:
             claimed = idempotency_begin(

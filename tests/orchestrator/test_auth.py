@@ -21,6 +21,8 @@ BAD_CREDENTIALS = [
     pytest.param("Bearer not-a-key", "INVALID_API_KEY", id="malformed"),
     pytest.param("Bearer ohk_prod_key_abc_def", "INVALID_API_KEY", id="unknown-environment"),
     pytest.param("Bearer ohk_test_key_nope_0000", "INVALID_API_KEY", id="unknown-key"),
+    pytest.param("Bearer ohk_test_key_a\x00b_00", "INVALID_API_KEY", id="nul-byte"),
+    pytest.param("Bearer ohk_test_key_a_b_c", "INVALID_API_KEY", id="extra-part"),
 ]
 
 

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from orchestrator.api.views import ApiView
 from orchestrator.models import IdempotencyRecord, MarketplaceUser
-from tests.orchestrator.support import envelope, row_counts
+from tests.orchestrator.support import envelope, protected_routes, route_id, row_counts
 
 pytestmark = pytest.mark.django_db
 
@@ -249,3 +249,80 @@ def test_every_answer_carries_the_request_id(api, path, body, status):
 
     assert response.status_code == status
     assert response["X-Request-ID"] == "trace-7"
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "deep"])
+def test_json_nested_deeper_than_the_stack_is_a_400(api, idempotency_key):
+    extra = {"HTTP_IDEMPOTENCY_KEY": idempotency_key} if idempotency_key else {}
+
+    response = create(api, DEEP, **extra)
+
+    assert response.status_code == 400
+    assert envelope(response)["code"] == "INVALID_JSON"
+
+
+HOSTILE_BODIES = [
+    DEEP,
+    '{"external_user_id": "\\u0000", "name": "\\u0000", "reason": "\\u0000"}',
+    json.dumps({"external_user_id": "x" * 10_000, "email": "x" * 10_000, "name": "x" * 10_000}),
+    json.dumps({"amount": "9" * 5000, "currency": "\u0000", "reason": "x", "scopes": ["\u0000"]}),
+    json.dumps({"amount": 1e308, "expires_at": "99999-01-01T00:00:00Z", "reference": 1}),
+    '{"a": NaN}',
+    "[]",
+]
+HOSTILE_QUERIES = [
+    "?limit=" + "9" * 5000,
+    "?cursor=%00",
+    "?type=%00&account=%00&currency=%00",
+    "?created_after=9999-12-31T23:59:59-14:00&created_before=0001-01-01T00:00:00%2B14:00",
+]
+
+
+@pytest.mark.parametrize(
+    "route", [r for r in protected_routes() if r.view is not None], ids=route_id
+)
+def test_no_route_answers_hostile_input_with_a_5xx(api, make_user, make_key, marketplace, route):
+    # Real ids of the caller's own objects, so the input reaches validation behind the lookup.
+    ids = {
+        "user_id": make_user(marketplace).public_id,
+        "key_id": make_key(marketplace)[0].public_id,
+    }
+    api.raise_request_exception = False
+    answers = []
+
+    for method in route.methods:
+        for n, body in enumerate(HOSTILE_BODIES):
+            answers.append(
+                api.generic(
+                    method.upper(),
+                    route.path(**ids),
+                    body,
+                    content_type="application/json",
+                    HTTP_IDEMPOTENCY_KEY=f"hostile-{n}",
+                )
+            )
+        answers += [api.generic(method.upper(), route.path(**ids) + q) for q in HOSTILE_QUERIES]
+
+    assert answers
+    assert [a.status_code for a in answers if a.status_code >= 500] == []
+    assert all(a.status_code < 300 or envelope(a) for a in answers)
+
+
+@pytest.mark.parametrize(
+    ("route", "method"),
+    [(r, m) for r in protected_routes() if r.params and r.view is not None for m in r.methods],
+    ids=lambda value: value if isinstance(value, str) else route_id(value),
+)
+def test_an_id_holding_a_nul_byte_is_a_404(api, route, method):
+    path = route.path(**dict.fromkeys(route.params, "usr_%00"))
+
+    response = api.generic(
+        method.upper(), path, "{}", content_type="application/json", HTTP_IDEMPOTENCY_KEY="nul"
+    )
+
+    assert response.status_code == 404
+    assert envelope(response)["code"].endswith("NOT_FOUND")
+    assert not IdempotencyRecord.objects.exists()

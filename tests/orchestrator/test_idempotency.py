@@ -162,6 +162,20 @@ def test_keys_are_scoped_per_path(api, make_user, marketplace):
     assert "Idempotency-Replayed" not in response
 
 
+def test_a_path_longer_than_the_record_column_is_still_scoped_and_replayed(api):
+    path = "/api/v1/users/usr_" + "x" * 600 + "/balance/credit"
+    body = {"amount": "1.00", "currency": "USD", "reason": "x"}
+
+    first = post(api, body, key="long", path=path)
+    again = post(api, body, key="long", path=path)
+    other = post(api, body, key="long", path=path.replace("x" * 600, "y" * 600))
+
+    assert first.status_code == 404
+    assert (again.status_code, again["Idempotency-Replayed"]) == (404, "true")
+    assert "Idempotency-Replayed" not in other
+    assert IdempotencyRecord.objects.count() == 2
+
+
 def test_an_unauthenticated_retry_gets_401_not_the_stored_answer(api):
     post(api, {"external_user_id": "a"})
 

@@ -1,9 +1,13 @@
 """Users: create (201 new, 200 existing), get, and the filtered, cursor-paginated list."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from orchestrator.models import AuditLog, Event, MarketplaceUser
 from tests.orchestrator.support import envelope
@@ -90,6 +94,13 @@ def test_the_same_external_id_again_returns_the_existing_user_with_200(api):
         ({"external_user_id": ""}, "external_user_id"),
         ({"external_user_id": "x" * 201}, "external_user_id"),
         ({"external_user_id": "u", "email": "not-an-email"}, "email"),
+        (
+            {
+                "external_user_id": "u",
+                "email": "a" * 64 + "@" + "b" * 60 + ".example" * 20 + ".com",
+            },
+            "email",
+        ),
         ({"external_user_id": "u", "type": "buyer"}, "type"),
         ({"external_user_id": "u", "status": "SUSPENDED"}, "status"),
         ({"external_user_id": "u", "id": "usr_mine"}, "id"),
@@ -212,6 +223,7 @@ def test_user_list_filters_by_creation_time(api, make_user, marketplace):
         ({"limit": "101"}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"limit": "-1"}, "limit"),
+        ({"limit": "9" * 5000}, "limit"),
         ({"cursor": "forged"}, "cursor"),
     ],
 )
@@ -242,3 +254,28 @@ def test_a_tampered_cursor_is_refused(api, make_user, marketplace):
 
     assert response.status_code == 400
     assert "cursor" in envelope(response)["details"]["fields"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_of_one_external_id_make_one_user(make_key, marketplace):
+    _, raw = make_key(marketplace, ["write"])
+    start = threading.Barrier(8)
+
+    def call(_: int) -> tuple[int, str]:
+        try:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+            start.wait(timeout=10)
+            response = create(client, external_user_id="dup")
+            return response.status_code, response.json()["id"]
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(call, range(8)))
+
+    assert sorted(status for status, _ in results) == [200] * 7 + [201]
+    assert len({user_id for _, user_id in results}) == 1
+    assert MarketplaceUser.objects.filter(external_user_id="dup").count() == 1
+    assert AuditLog.objects.filter(action="user.created").count() == 1
