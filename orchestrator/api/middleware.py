@@ -9,7 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from orchestrator.api.errors import json_error
-from orchestrator.context import set_request_id
+from orchestrator.context import SYSTEM, acting_as, set_request_id
 
 logger = logging.getLogger("orchestrator.api")
 
@@ -17,7 +17,12 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
 
 
 class RequestIdMiddleware:
-    """Reuse a sane incoming X-Request-ID or make one; echo it on the response."""
+    """Reuse a sane incoming X-Request-ID or make one; echo it on the response.
+
+    The actor that authentication sets acts for this request only: code that runs later in
+    the same thread must not be audited as it. (The request id stays set after the response,
+    so Django's own log line for the request still carries it.)
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -27,7 +32,8 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
         request.request_id = request_id  # type: ignore[attr-defined]
         set_request_id(request_id)
-        response = self.get_response(request)
+        with acting_as(SYSTEM):
+            response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
 

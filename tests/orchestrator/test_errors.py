@@ -1,6 +1,7 @@
 """One error body for every failure, with the right status; request ids in and out."""
 
 import json
+import logging
 
 import pytest
 from django.conf import settings
@@ -11,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIClient
 
 from orchestrator.api.views import ApiView
+from orchestrator.context import RequestIdLogFilter
 from orchestrator.models import IdempotencyRecord, MarketplaceUser
 from tests.orchestrator.support import envelope, protected_routes, route_id, row_counts
 
@@ -326,3 +328,14 @@ def test_an_id_holding_a_nul_byte_is_a_404(api, route, method):
     assert response.status_code == 404
     assert envelope(response)["code"].endswith("NOT_FOUND")
     assert not IdempotencyRecord.objects.exists()
+
+
+def test_django_s_log_line_for_a_failed_request_carries_its_request_id(api, caplog):
+    caplog.handler.addFilter(RequestIdLogFilter())
+
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        api.get("/api/v1/users/usr_missing", HTTP_X_REQUEST_ID="log-me")
+
+    lines = [r for r in caplog.records if r.name == "django.request"]
+    assert lines
+    assert {getattr(r, "request_id", None) for r in lines} == {"log-me"}

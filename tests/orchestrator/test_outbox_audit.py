@@ -8,7 +8,7 @@ from orchestrator.audit import REDACTED, audit_record
 from orchestrator.context import Actor, acting_as
 from orchestrator.events import DomainEvent, publish
 from orchestrator.models import AuditLog, Event, MarketplaceUser
-from orchestrator.services import user_create
+from orchestrator.services import marketplace_create, user_create
 
 pytestmark = pytest.mark.django_db
 
@@ -150,3 +150,12 @@ def test_the_orm_cannot_change_events_or_audit_rows_either(api, model):
         row.delete()
 
     assert model.objects.filter(pk=row.pk).exists()
+
+
+def test_the_api_key_acts_only_for_its_own_request(api):
+    api.post("/api/v1/users", {"external_user_id": "a"}, format="json", HTTP_X_REQUEST_ID="req-1")
+
+    later = marketplace_create(name="Later", slug="later")
+
+    row = AuditLog.objects.get(action="marketplace.created", object_id=later.public_id)
+    assert (row.actor_kind, row.actor_id, row.request_id, row.ip) == ("system", "system", "", None)
