@@ -59,6 +59,14 @@ def test_an_unknown_api_route_is_a_404_envelope(api, path):
     assert envelope(response)["details"] == {"path": path}
 
 
+@override_settings(DEBUG=True)
+def test_an_unknown_route_is_an_envelope_even_with_debug_on(api):
+    response = api.get("/api/v1/nowhere")
+
+    assert response.status_code == 404
+    assert envelope(response)["code"] == "NOT_FOUND"
+
+
 def test_an_unknown_object_is_a_404_envelope_naming_its_kind(api):
     response = api.get("/api/v1/users/usr_doesnotexist")
 
