@@ -134,6 +134,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "idempotency-cleanup": {"task": "orchestrator.tasks.idempotency_cleanup", "schedule": 3600.0},
     "ledger-seal": {"task": "ledger.tasks.ledger_seal_task", "schedule": 5.0},
     "hold-expiry": {"task": "ledger.tasks.hold_expiry_sweep", "schedule": 30.0},
+    "provider-janitor": {"task": "providers.tasks.provider_janitor", "schedule": 60.0},
     "ledger-verify-nightly": {
         "task": "ledger.tasks.ledger_verify_task",
         "schedule": crontab(hour=3, minute=0),
@@ -145,6 +146,45 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 # seconds (Celery); beat also seals every 5 s.
 LEDGER_SEAL_ON_COMMIT = env.bool("LEDGER_SEAL_ON_COMMIT", default=True)
 LEDGER_SEAL_DEBOUNCE_SECONDS = env.int("LEDGER_SEAL_DEBOUNCE_SECONDS", default=2)
+
+# --- Providers: Airtm (top-ups, withdrawals) and Trustless Work (escrow) ----------------------
+# "sandbox" points both at the project's simulators (manage.py run_sandbox, started by
+# `make run`); "live" at the real services, whose credentials are then required.
+PROVIDERS_MODE = env.str("PROVIDERS_MODE", default="sandbox")
+if PROVIDERS_MODE not in ("sandbox", "live"):
+    raise ImproperlyConfigured("PROVIDERS_MODE must be 'sandbox' or 'live'.")
+SANDBOX_URL = env.str("SANDBOX_URL", default="http://127.0.0.1:8001").rstrip("/")
+# Where marketplaces' users and providers reach this orchestrator (callback and webhook URLs).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+_LIVE = PROVIDERS_MODE == "live"
+AIRTM_BASE_URL = env.str(
+    "AIRTM_BASE_URL",
+    default="https://api.enterprise.airtm.com/v2" if _LIVE else f"{SANDBOX_URL}/airtm/v2",
+).rstrip("/")
+# Airtm returns no checkout URL; it is built from the payin id.
+AIRTM_CHECKOUT_URL = env.str(
+    "AIRTM_CHECKOUT_URL",
+    default="https://app.airtm.com/payin/{id}" if _LIVE else f"{SANDBOX_URL}/airtm/payin/{{id}}",
+)
+AIRTM_API_KEY = env.str("AIRTM_API_KEY", default="" if _LIVE else "sandbox-api-key")
+AIRTM_API_SECRET = env.str("AIRTM_API_SECRET", default="" if _LIVE else "sandbox-api-secret")
+# Svix endpoint secret(s), "whsec_<base64>"; several separated by spaces while rotating.
+_SANDBOX_WEBHOOK_SECRET = "whsec_c2FuZGJveC1haXJ0bS13ZWJob29rLXNlY3JldC0wMQ=="  # noqa: S105
+AIRTM_WEBHOOK_SECRETS = env.str(
+    "AIRTM_WEBHOOK_SECRET", default="" if _LIVE else _SANDBOX_WEBHOOK_SECRET
+).split()
+AIRTM_CONNECT_TIMEOUT = env.float("AIRTM_CONNECT_TIMEOUT", default=3.05)
+AIRTM_READ_TIMEOUT = env.float("AIRTM_READ_TIMEOUT", default=10.0)
+AIRTM_RATE_LIMIT_PER_SECOND = env.float("AIRTM_RATE_LIMIT_PER_SECOND", default=10.0)
+AIRTM_WEBHOOK_TOLERANCE_SECONDS = env.int("AIRTM_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Top-ups that nobody confirmed are canceled after this long (Airtm expires payins at 15 days).
+TOPUP_EXPIRY_HOURS = env.int("TOPUP_EXPIRY_HOURS", default=24)
+# Janitor: objects not final and untouched for this long are re-read from Airtm.
+PROVIDER_JANITOR_STALE_SECONDS = env.int("PROVIDER_JANITOR_STALE_SECONDS", default=60)
+if _LIVE and not (AIRTM_API_KEY and AIRTM_API_SECRET and AIRTM_WEBHOOK_SECRETS):
+    raise ImproperlyConfigured(
+        "PROVIDERS_MODE=live needs AIRTM_API_KEY, AIRTM_API_SECRET and AIRTM_WEBHOOK_SECRET."
+    )
 
 # --- API --------------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)  # 1 MiB

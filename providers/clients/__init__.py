@@ -1,0 +1,1 @@
+"""HTTP clients of the real providers (Airtm, Trustless Work), built on `requests`."""

@@ -1,0 +1,306 @@
+"""Provider integrations' data: outbound call records, Airtm account links, top-ups and
+withdrawals (the Airtm money flows).
+
+Invariants:
+- TopUp and Withdrawal statuses change only through their django-fsm transitions, called by
+  providers.services inside a transaction that locks the row, posts the ledger entry and
+  publishes the domain event (FSMField(protected=True) refuses direct assignment).
+- Each top-up and withdrawal has a deterministic Airtm `code` (its own public id), sent on
+  every create call, so a retried or uncertain call can be looked up instead of repeated.
+- Ledger effects are posted with references derived from the public id
+  (`topup:<id>:succeeded`, `withdrawal:<id>:requested|completed|returned`): each applies
+  at most once whichever of request, webhook, refresh or janitor sees the fact first.
+- ProviderCall rows are written outside business transactions (autocommit), so a call is
+  recorded even when the change that made it rolls back. Bodies are stored redacted.
+"""
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+from django_fsm import FSMField, transition
+
+from ledger.models import _amount
+from ledger.money import Money
+from orchestrator.ids import public_id_factory
+
+
+class ProviderCall(models.Model):
+    """One HTTP request to a provider, as sent and as answered (bodies redacted)."""
+
+    provider = models.CharField(max_length=32)  # "airtm", "trustless_work"
+    operation = models.CharField(max_length=64)  # "create_payin", "get_payout", ...
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=500)
+    reference = models.CharField(max_length=100, blank=True)  # our object's id / Airtm code
+    request_body = models.JSONField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)  # truncated
+    outcome = models.CharField(max_length=24)  # ok, http_error, timeout, connection_error
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    request_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["reference"]),
+            models.Index(fields=["provider", "-id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.method} {self.path} -> {self.response_status or self.outcome}"
+
+
+class AirtmLink(models.Model):
+    """A marketplace user's Airtm account, where withdrawals are paid (checked at Airtm)."""
+
+    user = models.OneToOneField(
+        "orchestrator.MarketplaceUser", on_delete=models.PROTECT, related_name="airtm_link"
+    )
+    marketplace = models.ForeignKey(
+        "orchestrator.Marketplace", on_delete=models.PROTECT, related_name="+"
+    )
+    email = models.EmailField(max_length=254)
+    airtm_user_id = models.CharField(max_length=64)
+    airtm_status = models.CharField(max_length=16)  # "active" / "inactive" at the last check
+    is_verified = models.BooleanField(default=False)
+    country = models.CharField(max_length=3, blank=True)
+    linked_at = models.DateTimeField(default=timezone.now)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "Airtm link"
+
+    def __str__(self) -> str:
+        return f"{self.user_id} -> {self.email}"
+
+
+class TopUp(models.Model):
+    """Money in: an Airtm payin that credits the user's available balance once confirmed."""
+
+    class Status(models.TextChoices):
+        CREATED = "TOPUP_CREATED", "Created"
+        AWAITING_USER_CONFIRMATION = "TOPUP_AWAITING_USER_CONFIRMATION", "Awaiting user"
+        PROCESSING = "TOPUP_PROCESSING", "Processing"
+        SUCCEEDED = "TOPUP_SUCCEEDED", "Succeeded"
+        FAILED = "TOPUP_FAILED", "Failed"
+        CANCELED = "TOPUP_CANCELED", "Canceled"
+
+    FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED})
+    WAITING = frozenset({Status.CREATED, Status.AWAITING_USER_CONFIRMATION})
+
+    public_id = models.CharField(
+        max_length=40, unique=True, editable=False, default=public_id_factory("topup_")
+    )
+    marketplace = models.ForeignKey(
+        "orchestrator.Marketplace", on_delete=models.PROTECT, related_name="+"
+    )
+    user = models.ForeignKey(
+        "orchestrator.MarketplaceUser", on_delete=models.PROTECT, related_name="topups"
+    )
+    amount = _amount()
+    currency = models.CharField(max_length=8, default="USD")
+    description = models.CharField(max_length=250, blank=True)
+    status = FSMField(max_length=40, default=Status.CREATED, protected=True)
+    airtm_payin_id = models.CharField(max_length=64, blank=True)
+    airtm_status = models.CharField(max_length=32, blank=True)
+    confirmation_uri = models.URLField(max_length=500, blank=True)  # the Airtm checkout page
+    return_url = models.URLField(max_length=500, blank=True)  # marketplace page after confirm
+    cancel_url = models.URLField(max_length=500, blank=True)  # marketplace page after cancel
+    net_amount = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
+    airtm_fee = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
+    payer_email = models.EmailField(max_length=254, blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    canceled_by = models.CharField(max_length=16, blank=True)  # user, operator, timeout, airtm
+    last_error = models.CharField(max_length=500, blank=True)  # last provider problem, if any
+    sync_attempts = models.PositiveIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "top-up"
+        indexes = [
+            models.Index(fields=["marketplace", "-id"]),
+            models.Index(fields=["status", "updated_at"]),
+            models.Index(fields=["airtm_payin_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.status}"
+
+    @property
+    def code(self) -> str:
+        """Our Airtm payin `code`: deterministic, so an uncertain create can be looked up."""
+        return self.public_id
+
+    @property
+    def money(self) -> Money:
+        return Money(Decimal(self.amount).quantize(Money.zero(self.currency).unit), self.currency)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+    # Transitions. Only providers.services calls them (row locked, entry posted, event out).
+    @transition(field=status, source=Status.CREATED, target=Status.AWAITING_USER_CONFIRMATION)
+    def await_user(self) -> None:
+        pass
+
+    @transition(
+        field=status,
+        source=[Status.CREATED, Status.AWAITING_USER_CONFIRMATION],
+        target=Status.PROCESSING,
+    )
+    def process(self) -> None:
+        pass
+
+    @transition(
+        field=status,
+        source=[Status.CREATED, Status.AWAITING_USER_CONFIRMATION, Status.PROCESSING],
+        target=Status.SUCCEEDED,
+    )
+    def succeed(self) -> None:
+        self.completed_at = timezone.now()
+
+    @transition(
+        field=status,
+        source=[Status.CREATED, Status.AWAITING_USER_CONFIRMATION, Status.PROCESSING],
+        target=Status.FAILED,
+    )
+    def fail(self, reason: str = "") -> None:
+        self.failure_reason = reason[:500]
+        self.completed_at = timezone.now()
+
+    @transition(
+        field=status,
+        source=[Status.CREATED, Status.AWAITING_USER_CONFIRMATION],
+        target=Status.CANCELED,
+    )
+    def cancel(self, by: str = "user") -> None:
+        self.canceled_by = by
+        self.completed_at = timezone.now()
+
+
+class Withdrawal(models.Model):
+    """Money out: an Airtm payout of the user's funds to their linked Airtm account."""
+
+    class Status(models.TextChoices):
+        CREATED = "WITHDRAWAL_CREATED", "Created"
+        COMMITTED = "WITHDRAWAL_COMMITTED", "Committed"
+        PENDING = "WITHDRAWAL_PENDING", "Pending"
+        PENDING_USER_ACTION = "WITHDRAWAL_PENDING_USER_ACTION", "Pending user action"
+        COMPLETED = "WITHDRAWAL_COMPLETED", "Completed"
+        FAILED = "WITHDRAWAL_FAILED", "Failed"
+        CANCELED = "WITHDRAWAL_CANCELED", "Canceled"
+
+    FINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELED})
+    IN_FLIGHT = (Status.CREATED, Status.COMMITTED, Status.PENDING, Status.PENDING_USER_ACTION)
+
+    public_id = models.CharField(
+        max_length=40, unique=True, editable=False, default=public_id_factory("wd_")
+    )
+    marketplace = models.ForeignKey(
+        "orchestrator.Marketplace", on_delete=models.PROTECT, related_name="+"
+    )
+    user = models.ForeignKey(
+        "orchestrator.MarketplaceUser", on_delete=models.PROTECT, related_name="withdrawals"
+    )
+    amount = _amount()
+    currency = models.CharField(max_length=8, default="USD")
+    description = models.CharField(max_length=250, blank=True)
+    destination_email = models.EmailField(max_length=254)
+    status = FSMField(max_length=40, default=Status.CREATED, protected=True)
+    commit_requested = models.BooleanField(default=False)  # commit when the payout exists
+    airtm_payout_id = models.CharField(max_length=64, blank=True)
+    airtm_status = models.CharField(max_length=32, blank=True)
+    airtm_fee = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
+    net_amount = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
+    reason_code = models.CharField(max_length=16, blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    canceled_by = models.CharField(max_length=16, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    sync_attempts = models.PositiveIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    committed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["marketplace", "-id"]),
+            models.Index(fields=["status", "updated_at"]),
+            models.Index(fields=["airtm_payout_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.status}"
+
+    @property
+    def code(self) -> str:
+        """Our Airtm payout `code` (Airtm refuses a second payout with it)."""
+        return self.public_id
+
+    @property
+    def money(self) -> Money:
+        return Money(Decimal(self.amount).quantize(Money.zero(self.currency).unit), self.currency)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+    @transition(field=status, source=Status.CREATED, target=Status.COMMITTED)
+    def commit(self) -> None:
+        self.committed_at = timezone.now()
+
+    @transition(
+        field=status,
+        source=[Status.CREATED, Status.COMMITTED, Status.PENDING_USER_ACTION],
+        target=Status.PENDING,
+    )
+    def process(self) -> None:
+        self.committed_at = self.committed_at or timezone.now()
+
+    @transition(
+        field=status,
+        source=[Status.CREATED, Status.COMMITTED, Status.PENDING],
+        target=Status.PENDING_USER_ACTION,
+    )
+    def await_user(self) -> None:
+        self.committed_at = self.committed_at or timezone.now()
+
+    @transition(field=status, source=list(IN_FLIGHT), target=Status.COMPLETED)
+    def complete(self) -> None:
+        self.completed_at = timezone.now()
+
+    @transition(field=status, source=list(IN_FLIGHT), target=Status.FAILED)
+    def fail(self, reason: str = "", reason_code: str = "") -> None:
+        self.failure_reason = reason[:500]
+        self.reason_code = reason_code[:16]
+        self.completed_at = timezone.now()
+
+    @transition(
+        field=status,
+        source=[Status.CREATED, Status.COMMITTED, Status.PENDING, Status.PENDING_USER_ACTION],
+        target=Status.CANCELED,
+    )
+    def cancel(self, by: str = "user") -> None:
+        self.canceled_by = by
+        self.completed_at = timezone.now()
+
+
+def snapshot(obj: TopUp | Withdrawal) -> dict[str, Any]:
+    """The fields an audit row keeps of a top-up or withdrawal."""
+    return {
+        "id": obj.public_id,
+        "status": obj.status,
+        "amount": obj.money.text(),
+        "currency": obj.currency,
+        "airtm_status": obj.airtm_status,
+        "failure_reason": obj.failure_reason,
+    }
