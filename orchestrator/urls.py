@@ -14,6 +14,8 @@ handler500 = "orchestrator.api.errors.handler500"
 api_v1: list[URLPattern | URLResolver] = [
     path("", include("orchestrator.api.urls")),
     path("", include("ledger.api.urls")),
+    path("", include("providers.api.urls")),
+    path("", include("webhooks.api.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("redoc", SpectacularRedocView.as_view(url_name="openapi"), name="redoc"),

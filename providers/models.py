@@ -50,7 +50,9 @@ class ProviderCall(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider} {self.method} {self.path} -> {self.response_status or self.outcome}"
+        return (
+            f"{self.provider} {self.method} {self.path} -> {self.response_status or self.outcome}"
+        )
 
 
 class AirtmLink(models.Model):
@@ -116,6 +118,8 @@ class TopUp(models.Model):
     canceled_by = models.CharField(max_length=16, blank=True)  # user, operator, timeout, airtm
     last_error = models.CharField(max_length=500, blank=True)  # last provider problem, if any
     sync_attempts = models.PositiveIntegerField(default=0)
+    # Held while one process talks to Airtm about this object (see providers.services.lease).
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     metadata = models.JSONField(default=dict, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -225,6 +229,8 @@ class Withdrawal(models.Model):
     canceled_by = models.CharField(max_length=16, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     sync_attempts = models.PositiveIntegerField(default=0)
+    # Held while one process talks to Airtm about this object (see providers.services.lease).
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,0 +1,1 @@
+"""Provider flows: Airtm links, top-ups, withdrawals and the janitor that converges them."""

@@ -1,0 +1,22 @@
+"""Inbound webhook processing (thin wrappers around webhooks.inbound)."""
+
+from typing import Any
+
+from celery import Task, shared_task
+
+from providers.clients.errors import ProviderError
+from webhooks.inbound import inbound_webhook_process as process
+
+# Seconds before each retry while the provider cannot be read: about 3 hours in all; the
+# janitor converges the object anyway.
+RETRY_DELAYS = (5, 30, 120, 600, 1800, 3600, 3600)
+
+
+@shared_task(bind=True, max_retries=len(RETRY_DELAYS), acks_late=True)
+def inbound_webhook_process(self: Task[Any, Any], *, webhook_id: int) -> str:
+    try:
+        return process(webhook_id=webhook_id).status
+    except ProviderError as exc:
+        if self.request.retries < len(RETRY_DELAYS):
+            raise self.retry(exc=exc, countdown=RETRY_DELAYS[self.request.retries]) from exc
+        raise
