@@ -28,7 +28,7 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/python manage.py migrate --noinput -v 0
 	$(BIN)/python manage.py bootstrap_demo
-	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
+	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} $(BIN)/python manage.py serve $(HOST):$(PORT)
 
 # PostgreSQL and Redis on 127.0.0.1 (started here if installed but stopped; installed on CI).
 services:
