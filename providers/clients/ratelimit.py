@@ -158,7 +158,8 @@ class RateLimiter:
             result = _acquire_script(self.redis_url)(
                 keys=[self.key], args=[self.tokens_per_second, self.burst, max_wait, now]
             )
-        except redis.RedisError:
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Unreachable only: any other Redis error (a script bug) must surface.
             logger.warning(
                 "Rate limiter %s: Redis unavailable, using this process's bucket",
                 self.name,
