@@ -13,8 +13,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from providers.clients.errors import ProviderRateLimitedError
 from providers.clients import ratelimit
+from providers.clients.errors import ProviderRateLimitedError
 from providers.clients.ratelimit import RateLimiter, reset_local_buckets
 
 
