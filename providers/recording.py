@@ -1,0 +1,83 @@
+"""The record of every HTTP request a provider client makes (ProviderCall rows).
+
+Operators read these rows to answer "what did we send Airtm, and what did it say?" when a
+payment is disputed, so a client records each attempt, retries included. Two rules:
+
+- Recording never breaks a call: a database (or any) error is logged and swallowed, because the
+  provider call has already happened and its result matters more than its record.
+- Nothing secret is stored: request bodies go through orchestrator.audit.redact, headers
+  are never passed in, and clients scrub their credentials out of response text before
+  calling (a misbehaving server could echo them back).
+
+Rows are written in their own (savepoint) transaction: provider calls belong outside
+business transactions, and if one is made inside anyway, a failed insert must not poison
+the caller's transaction.
+"""
+
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from orchestrator.audit import redact
+from orchestrator.context import current_request_id
+from providers.models import ProviderCall
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_TEXT_LIMIT = 4096  # characters kept of a response body
+ERROR_TEXT_LIMIT = 2000
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as plain JSON data: Decimals as their exact text, not floats."""
+    return json.loads(
+        json.dumps(value, default=lambda o: str(o) if isinstance(o, Decimal) else repr(o))
+    )
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [truncated, {len(text)} characters in all]"
+
+
+def record_call(
+    *,
+    provider: str,
+    operation: str,
+    method: str,
+    path: str,
+    reference: str,
+    request_body: Any,
+    response_status: int | None,
+    response_text: str,
+    outcome: str,
+    error: str,
+    duration_ms: int,
+) -> None:
+    """Store one request/answer pair; `path` is relative to the provider's base URL.
+
+    `outcome` is "ok", "http_error", "invalid_response", "timeout" or "connection_error".
+    """
+    request_id = current_request_id()
+    try:
+        with transaction.atomic():
+            ProviderCall.objects.create(
+                provider=provider[:32],
+                operation=operation[:64],
+                method=method.upper()[:8],
+                path=path[:500],
+                reference=reference[:100],
+                request_body=None if request_body is None else _jsonable(redact(request_body)),
+                response_status=response_status,
+                response_body=_truncate(response_text, RESPONSE_TEXT_LIMIT),
+                outcome=outcome[:24],
+                error=_truncate(error, ERROR_TEXT_LIMIT),
+                duration_ms=max(0, duration_ms),
+                request_id="" if request_id == "-" else request_id[:100],
+            )
+    except Exception:
+        logger.exception("Could not record the %s %s call %s %s", provider, operation, method, path)
