@@ -9,12 +9,12 @@ from providers.services.withdrawals import withdrawal_submit
 
 @shared_task(acks_late=True)
 def topup_submit_task(*, topup_id: int) -> str:
-    return topup_submit(topup_id=topup_id).status
+    return str(topup_submit(topup_id=topup_id).status)
 
 
 @shared_task(acks_late=True)
 def withdrawal_submit_task(*, withdrawal_id: int) -> str:
-    return withdrawal_submit(withdrawal_id=withdrawal_id).status
+    return str(withdrawal_submit(withdrawal_id=withdrawal_id).status)
 
 
 @shared_task

@@ -11,10 +11,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from django.conf import settings
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from providers.clients.errors import ProviderError
@@ -41,15 +42,10 @@ def provider_janitor(*, now: datetime | None = None, limit: int = 200) -> Janito
     stale = now - timedelta(seconds=settings.PROVIDER_JANITOR_STALE_SECONDS)
     topups = TopUp.objects.exclude(status__in=TopUp.FINAL).filter(updated_at__lt=stale)
     for topup in _due(topups, now, limit):
-        expired = topup.status in TopUp.WAITING and topup.expires_at and topup.expires_at <= now
-        _converge(
-            report,
-            topup,
-            lambda t=topup, e=expired: topup_expire(topup=t) if e else topup_sync(topup_id=t.pk),
-        )
+        _converge(report, topup, _topup_step(topup, now))
     withdrawals = Withdrawal.objects.filter(status__in=Withdrawal.IN_FLIGHT, updated_at__lt=stale)
     for withdrawal in _due(withdrawals, now, limit):
-        _converge(report, withdrawal, lambda w=withdrawal: withdrawal_sync(withdrawal_id=w.pk))
+        _converge(report, withdrawal, partial(withdrawal_sync, withdrawal_id=withdrawal.pk))
     if report.checked:
         logger.info(
             "provider janitor: %s checked, %s changed, %s errors",
@@ -66,7 +62,14 @@ def _due(queryset: QuerySet[M], now: datetime, limit: int) -> list[M]:
     return due[:limit]
 
 
-def _converge(report: JanitorReport, obj: TopUp | Withdrawal, step: Callable[[], Model]) -> None:
+def _topup_step(topup: TopUp, now: datetime) -> Callable[[], TopUp]:
+    expired = topup.expires_at is not None and topup.expires_at <= now
+    if topup.status in TopUp.WAITING and expired:
+        return partial(topup_expire, topup=topup)
+    return partial(topup_sync, topup_id=topup.pk)
+
+
+def _converge(report: JanitorReport, obj: M, step: Callable[[], M]) -> None:
     report.checked += 1
     before = obj.status
     try:
@@ -79,5 +82,5 @@ def _converge(report: JanitorReport, obj: TopUp | Withdrawal, step: Callable[[],
         report.errors += 1
         logger.exception("provider janitor failed on %s", obj.public_id)
         return
-    if getattr(after, "status", before) != before:
+    if after.status != before:
         report.changed += 1

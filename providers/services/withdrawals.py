@@ -11,6 +11,7 @@ uncertain create is looked up by it, so a retried request, task or janitor never
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -270,7 +271,7 @@ def withdrawal_apply(
 
 
 def _move(withdrawal: Withdrawal, target: str, payout: Payout, canceled_by: str) -> None:
-    transitions = {
+    transitions: dict[str, Callable[[], None]] = {
         S.COMMITTED: withdrawal.commit,
         S.PENDING: withdrawal.process,
         S.PENDING_USER_ACTION: withdrawal.await_user,

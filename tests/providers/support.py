@@ -27,7 +27,9 @@ def fund(user: MarketplaceUser, amount: str, currency: str = "USD") -> None:
         kind="topup",
         legs=[
             Leg.debit(clearing, money),
-            Leg.credit(user_account(user=user, kind=Account.Kind.AVAILABLE, currency=currency), money),
+            Leg.credit(
+                user_account(user=user, kind=Account.Kind.AVAILABLE, currency=currency), money
+            ),
         ],
     )
 

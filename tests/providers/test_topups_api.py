@@ -102,7 +102,9 @@ def test_cancel_before_payment_cancels_the_payin_at_airtm(api, buyer, airtm):
     assert canceled.json()["canceled_by"] == "user"
     assert airtm.payin(topup["airtm_payin_id"])["status"] == "CANCELED"
     audit = AuditLog.objects.filter(object_id=topup["id"], action="topup.status_changed").last()
-    assert audit is not None and audit.after["status"] == "TOPUP_CANCELED"
+    assert audit is not None
+    assert audit.after is not None
+    assert audit.after["status"] == "TOPUP_CANCELED"
 
 
 def test_cancel_after_the_payer_paid_is_a_conflict_naming_the_new_state(api, buyer, airtm):
@@ -150,7 +152,9 @@ def test_airtm_refusing_the_payin_fails_the_topup_with_a_provider_error(api, buy
     assert topup.status == TopUp.Status.FAILED
 
 
-def test_airtm_down_leaves_the_topup_waiting_and_the_janitor_finishes_it(api, buyer, airtm, settings):
+def test_airtm_down_leaves_the_topup_waiting_and_the_janitor_finishes_it(
+    api, buyer, airtm, settings
+):
     from providers.services.janitor import provider_janitor
 
     airtm.api_fault("POST", r"/v2/payins$", "error_503", times=3)
@@ -231,7 +235,9 @@ def test_unknown_fields_are_refused(api, buyer):
     assert "callback" in response.json()["error"]["details"]["fields"]
 
 
-def test_another_marketplaces_user_and_topups_are_404(api, make_client, other_marketplace, make_user, buyer, airtm):
+def test_another_marketplaces_user_and_topups_are_404(
+    api, make_client, other_marketplace, make_user, buyer, airtm
+):
     stranger = make_user(other_marketplace)
     topup = create(api, buyer).json()
     other = make_client(other_marketplace)

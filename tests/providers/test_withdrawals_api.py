@@ -224,7 +224,9 @@ def test_non_usd_withdrawals_are_refused(api, linked, airtm):
     assert response.json()["error"]["code"] == "INVALID_CURRENCY"
 
 
-def test_another_marketplace_cannot_see_or_touch_withdrawals(api, linked, make_client, other_marketplace, airtm):
+def test_another_marketplace_cannot_see_or_touch_withdrawals(
+    api, linked, make_client, other_marketplace, airtm
+):
     wd = withdraw(api, linked).json()
     other = make_client(other_marketplace)
 

@@ -16,11 +16,17 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 def signed(secret: str = SECRET, *, at: datetime = NOW, msg_id: str = "msg_1", body: bytes = BODY):
     signature = Webhook(secret).sign(msg_id, at, body.decode())
-    return {"svix-id": msg_id, "svix-timestamp": str(int(at.timestamp())), "svix-signature": signature}
+    return {
+        "svix-id": msg_id,
+        "svix-timestamp": str(int(at.timestamp())),
+        "svix-signature": signature,
+    }
 
 
 def verify(headers, body=BODY, secrets=(SECRET,), now=NOW):
-    return ours.verify(headers=headers, body=body, secrets=list(secrets), now=now, tolerance_seconds=300)
+    return ours.verify(
+        headers=headers, body=body, secrets=list(secrets), now=now, tolerance_seconds=300
+    )
 
 
 def test_a_message_signed_by_the_svix_library_verifies():

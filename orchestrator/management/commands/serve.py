@@ -28,9 +28,13 @@ class Command(BaseCommand):
             from providers.sandbox.server import sandbox_from_settings
 
             where = urlsplit(settings.SANDBOX_URL)
-            sandbox = sandbox_from_settings(host=where.hostname or "127.0.0.1", port=where.port or 8001)
+            sandbox = sandbox_from_settings(
+                host=where.hostname or "127.0.0.1", port=where.port or 8001
+            )
             sandbox.start()
-            self.stdout.write(f"Provider sandboxes: {sandbox.url} (Airtm at {settings.AIRTM_BASE_URL})")
+            self.stdout.write(
+                f"Provider sandboxes: {sandbox.url} (Airtm at {settings.AIRTM_BASE_URL})"
+            )
         beat = PeriodicTasks()
         if settings.CELERY_TASK_ALWAYS_EAGER:
             beat.start()
