@@ -59,7 +59,14 @@ from providers.sandbox.svix import (
     WebhookFault,
     WebhookMessage,
 )
-from providers.sandbox.wire import Environ, InvalidJSONError, StartFn, dumps, loads
+from providers.sandbox.wire import (
+    Environ,
+    InvalidJSONError,
+    StartFn,
+    dumps,
+    loads,
+    seconds_number,
+)
 
 __all__ = ["AirtmError", "AirtmSettings", "AirtmSimulator", "SimPayin", "SimPayout", "SimUser"]
 
@@ -170,8 +177,8 @@ class AirtmSettings:
             "payoutRequireIdVerification": self.payout_require_id_verification,
             "duplicateCodeStatus": self.duplicate_code_status,
             "userNotFoundCode": self.user_not_found_code,
-            "payoutCompletionDelaySeconds": self.payout_completion_delay,
-            "payinProcessingDelaySeconds": self.payin_processing_delay,
+            "payoutCompletionDelaySeconds": seconds_number(self.payout_completion_delay),
+            "payinProcessingDelaySeconds": seconds_number(self.payin_processing_delay),
             "maxPayoutAmount": self.max_payout_amount,
         }
 
@@ -1576,8 +1583,7 @@ class AirtmSimulator:
         if per_second is not None and per_second < 1:
             raise ValueError("per_second must be at least 1 (or None)")
         with self._lock:
-            self._limiter.per_second = per_second
-            self._limiter.reset()
+            self._limiter.set_limit(per_second)
 
     def set_webhook_endpoint(self, *, url: str | None, secret: str | None) -> None:
         self.webhooks.set_endpoint(url=url, secret=secret)
@@ -1667,7 +1673,7 @@ class AirtmSimulator:
                     "delivered": sum(1 for m in messages if m.status == "delivered"),
                     "attempts": sum(len(m.attempts) for m in messages),
                 },
-                "clockOffsetSeconds": self.clock.offset,
+                "clockOffsetSeconds": seconds_number(self.clock.offset),
             }
 
     # --- control API ----------------------------------------------------------------------
@@ -1825,7 +1831,7 @@ class AirtmSimulator:
         return _json(attempt.as_dict())
 
     def _ctl_clock(self, request: Request) -> Response:
-        return _json({"now": iso(self._now()), "offsetSeconds": Decimal(str(self.clock.offset))})
+        return _json({"now": iso(self._now()), "offsetSeconds": seconds_number(self.clock.offset)})
 
     def _ctl_advance(self, request: Request) -> Response:
         kwargs = self._pick(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from providers.sandbox.wire import Environ, StartFn, WSGIApp
+from providers.sandbox.wire import Environ, StartFn, WSGIApp, seconds_number
 
 __all__ = ["ApiFault", "ApiFaultKind", "FaultInjector", "RateLimiter", "serve_with_fault"]
 
@@ -86,8 +86,8 @@ class ApiFault:
             "method": self.method,
             "path": self.path,
             "times": self.times,
-            "probability": self.probability,
-            "seconds": self.seconds,
+            "probability": None if self.probability is None else seconds_number(self.probability),
+            "seconds": seconds_number(self.seconds),
             "applyFirst": self.apply_first,
             "fired": self.fired,
         }
@@ -163,6 +163,12 @@ class RateLimiter:
                 return False
             calls.append(now)
             return True
+
+    def set_limit(self, per_second: int | None) -> None:
+        """A new limit starts with empty windows; the count of refusals stays."""
+        with self._lock:
+            self.per_second = per_second
+            self._calls.clear()
 
     def reset(self) -> None:
         with self._lock:

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import requests
 
 from providers.sandbox.clock import SimClock, iso
-from providers.sandbox.wire import dumps
+from providers.sandbox.wire import dumps, seconds_number
 
 __all__ = [
     "RETRY_DELAYS",
@@ -100,8 +100,8 @@ class WebhookFault:
             "kind": str(self.kind),
             "eventTypes": list(self.event_types),
             "times": self.times,
-            "probability": self.probability,
-            "seconds": self.seconds,
+            "probability": None if self.probability is None else seconds_number(self.probability),
+            "seconds": seconds_number(self.seconds),
             "fired": self.fired,
         }
 

@@ -21,7 +21,16 @@ else:
     Environ = dict
     StartFn = Callable[..., Any]
 
-__all__ = ["Environ", "InvalidJSONError", "StartFn", "WSGIApp", "dumps", "loads", "number"]
+__all__ = [
+    "Environ",
+    "InvalidJSONError",
+    "StartFn",
+    "WSGIApp",
+    "dumps",
+    "loads",
+    "number",
+    "seconds_number",
+]
 
 
 class InvalidJSONError(ValueError):
@@ -46,6 +55,11 @@ def number(value: Decimal) -> str:
         raise ValueError(f"{value} cannot be written as a JSON number")
     text = format(value.normalize(), "f")
     return "0" if text in ("-0", "0") else text
+
+
+def seconds_number(value: float) -> Decimal:
+    """A duration or a probability (kept as float) for a JSON body, as its shortest repr."""
+    return Decimal(repr(value))
 
 
 def dumps(value: Any) -> str:
