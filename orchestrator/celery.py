@@ -9,3 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 app = Celery("orchestrator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The current app is thread-local; make this one every thread's default, or shared tasks
+# sent from another thread (a threaded web server) resolve against an empty default app.
+app.set_default()

@@ -3,11 +3,12 @@
 from decimal import Decimal
 
 import pytest
+import responses
 
 from ledger.models import JournalEntry
 from orchestrator.models import AuditLog, Event
 from providers.models import ProviderCall, TopUp
-from tests.providers.support import balance, ledger_ok
+from tests.providers.support import balance, ledger_ok, quiet
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -57,8 +58,8 @@ def test_confirmed_through_the_checkout_page_credits_once_despite_duplicate_webh
 def test_a_late_created_webhook_after_confirmation_moves_nothing_backwards(
     api, buyer, airtm, deliver_webhooks
 ):
-    topup = create(api, buyer).json()
     airtm.webhook_fault("out_of_order", times=1, event_type="payin.created")
+    topup = create(api, buyer).json()
 
     airtm.pay(topup["airtm_payin_id"], "payer@airtm.test")
     delivered = deliver_webhooks()
@@ -141,15 +142,18 @@ def test_callback_of_an_unknown_topup_is_404(client):
 
 
 def test_airtm_refusing_the_payin_fails_the_topup_with_a_provider_error(api, buyer, airtm):
-    airtm.api_fault("POST", r"/v2/payins$", "error_400", times=1)
-
-    response = create(api, buyer)
+    refusal = {"code": "415053", "message": "US users cannot make payins", "data": {}}
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, f"{airtm.url}/airtm/v2/payins", json=refusal, status=422)
+        response = create(api, buyer)
 
     assert response.status_code == 502
     error = response.json()["error"]
     assert error["code"] == "PROVIDER_ERROR"
+    assert error["details"]["reason_code"] == "415053"
     topup = TopUp.objects.get(public_id=error["details"]["topup_id"])
     assert topup.status == TopUp.Status.FAILED
+    assert "US users" in topup.failure_reason
 
 
 def test_airtm_down_leaves_the_topup_waiting_and_the_janitor_finishes_it(
@@ -157,8 +161,8 @@ def test_airtm_down_leaves_the_topup_waiting_and_the_janitor_finishes_it(
 ):
     from providers.services.janitor import provider_janitor
 
-    airtm.api_fault("POST", r"/v2/payins$", "error_503", times=3)
-    airtm.api_fault("GET", r"/v2/payins/by-code/", "error_503", times=6)
+    airtm.api_fault("POST", r"/v2/payins$", "503", times=3)
+    airtm.api_fault("GET", r"/v2/payins/by-code/", "503", times=6)
 
     response = create(api, buyer)
 
@@ -167,6 +171,7 @@ def test_airtm_down_leaves_the_topup_waiting_and_the_janitor_finishes_it(
     assert response.json()["last_error"].startswith("PROVIDER_")
     airtm.clear_faults()
     settings.PROVIDER_JANITOR_STALE_SECONDS = 0
+    quiet(TopUp, response.json()["id"])
     provider_janitor()
     topup = TopUp.objects.get(public_id=response.json()["id"])
     assert topup.status == TopUp.Status.AWAITING_USER_CONFIRMATION
@@ -190,6 +195,7 @@ def test_unpaid_topups_expire_through_the_janitor(api, buyer, airtm, settings):
     topup = create(api, buyer).json()
     settings.PROVIDER_JANITOR_STALE_SECONDS = 0
     TopUp.objects.filter(public_id=topup["id"]).update(expires_at=timezone.now())
+    quiet(TopUp, topup["id"])
 
     provider_janitor()
 

@@ -6,7 +6,7 @@ from ledger.models import JournalEntry
 from orchestrator.models import Event
 from providers.models import AirtmLink, Withdrawal
 from providers.services.janitor import provider_janitor
-from tests.providers.support import balance, fund, ledger_ok
+from tests.providers.support import balance, fund, ledger_ok, quiet
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -180,8 +180,8 @@ def test_timeout_after_airtm_created_the_payout_pays_exactly_once(api, linked, a
 
 
 def test_airtm_down_keeps_the_funds_held_and_the_janitor_pays_later(api, linked, airtm, settings):
-    airtm.api_fault("POST", r"/v2/payouts$", "error_503", times=1)
-    airtm.api_fault("GET", r"/v2/payouts/by-code/", "error_503", times=6)
+    airtm.api_fault("POST", r"/v2/payouts$", "503", times=1)
+    airtm.api_fault("GET", r"/v2/payouts/by-code/", "503", times=6)
 
     response = withdraw(api, linked, commit=True)
 
@@ -190,7 +190,7 @@ def test_airtm_down_keeps_the_funds_held_and_the_janitor_pays_later(api, linked,
     assert balance(linked) == {"available": "200.00", "withdrawal_pending": "100.00"}
     airtm.clear_faults()
     settings.PROVIDER_JANITOR_STALE_SECONDS = 0
-    provider_janitor()
+    quiet(Withdrawal, response.json()["id"])
     provider_janitor()
     wd = Withdrawal.objects.get(public_id=response.json()["id"])
     assert wd.status == Withdrawal.Status.COMPLETED
@@ -199,12 +199,14 @@ def test_airtm_down_keeps_the_funds_held_and_the_janitor_pays_later(api, linked,
 
 
 def test_a_payout_airtm_refuses_fails_the_withdrawal_and_returns_funds(api, linked, airtm):
-    airtm.set_user(SELLER_EMAIL, status="inactive")
+    airtm.sim.set_enterprise(max_payout_amount="50.00")
 
     response = withdraw(api, linked, commit=True)
 
-    assert response.status_code in (422, 502)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "PROVIDER_ERROR"
     details = response.json()["error"]["details"]
+    assert details["reason_code"] == "415057"
     wd = Withdrawal.objects.get(public_id=details["withdrawal_id"])
     assert wd.status == Withdrawal.Status.FAILED
     assert balance(linked) == {"available": "300.00", "withdrawal_pending": "0.00"}
