@@ -50,7 +50,9 @@ class ProviderCall(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider} {self.method} {self.path} -> {self.response_status or self.outcome}"
+        return (
+            f"{self.provider} {self.method} {self.path} -> {self.response_status or self.outcome}"
+        )
 
 
 class AirtmLink(models.Model):

@@ -351,6 +351,14 @@ def test_invalid_json_is_an_invalid_request_format(api: Api) -> None:
     assert error(nan) == (400, "415901")
 
 
+def test_a_body_over_one_megabyte_is_refused(api: Api) -> None:
+    body = payin_body(description="x" * (1024 * 1024))
+
+    response = api.post("/v2/payins", body)
+
+    assert error(response) == (413, "415901")
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
