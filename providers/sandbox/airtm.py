@@ -770,6 +770,9 @@ class AirtmSimulator:
             response = exc.response()
         except ControlError as exc:
             response = _json({"code": "SANDBOX", "message": str(exc)}, status=400)
+        except HTTPException as exc:  # e.g. a body over the size limit
+            status = exc.code or 400
+            response = AirtmError(status, "415901", exc.name or "Invalid request").response()
         return response(environ, start_response)
 
     def _dispatch(self, request: Request) -> Response:

@@ -126,6 +126,7 @@ def make_sim() -> Iterator[Callable[..., AirtmSimulator]]:
         kwargs.setdefault("settings", AirtmSettings(available=Decimal("1000.00")))
         kwargs.setdefault("wall", FrozenWall())
         kwargs.setdefault("rate_limit_per_second", None)
+        kwargs.setdefault("monotonic", lambda: 0.0)  # a limiter window never ends by itself
         sim = AirtmSimulator(api_key=KEY, api_secret=SECRET, **kwargs)
         made.append(sim)
         return sim
@@ -349,6 +350,14 @@ def test_invalid_json_is_an_invalid_request_format(api: Api) -> None:
 
     assert error(response) == (400, "415901")
     assert error(nan) == (400, "415901")
+
+
+def test_a_body_over_one_megabyte_is_refused(api: Api) -> None:
+    body = payin_body(description="x" * (1024 * 1024))
+
+    response = api.post("/v2/payins", body)
+
+    assert error(response) == (413, "415901")
 
 
 @pytest.mark.parametrize(
@@ -1119,6 +1128,37 @@ def test_webhook_header_names(api: Api, sim: AirtmSimulator, receiver: Receiver)
     assert verified(call)["type"] == "payin.created"
 
 
+def test_a_receiver_slower_than_the_timeout_counts_as_a_failure(
+    make_sim: Callable[..., AirtmSimulator],
+) -> None:
+    sim = make_sim(webhook_timeout=0.3)
+    release = threading.Event()
+    answered: list[int] = []
+
+    def stuck(environ: Any, start_response: Any) -> Iterable[bytes]:
+        if not answered:
+            answered.append(1)
+            release.wait(30)  # the first attempt hangs until the test lets it go
+        return Response(status=200)(environ, start_response)
+
+    with (
+        SandboxServer(stuck) as hook,
+        SandboxServer(build_app({"/airtm": sim})) as running,
+    ):
+        sim.set_webhook_endpoint(url=hook.url + "/hook", secret=WHSEC)
+        create_payin(Api(running.url + "/airtm"))
+        sim.flush_webhooks()
+        release.set()
+        sim.advance(RETRY_DELAYS[0])
+
+    [message] = sim.webhook_messages()
+    first, second = message.attempts
+    assert first.status_code is None
+    assert "Timeout" in first.error
+    assert second.status_code == 200
+    assert message.status == "delivered"
+
+
 def test_without_an_endpoint_nothing_is_sent(api: Api, sim: AirtmSimulator) -> None:
     create_payin(api)
 
@@ -1210,6 +1250,51 @@ def test_control_api_mirrors_the_python_api(
     assert data(control.get("/stats"))["payouts"] == 0
     assert data(control.get("/users")) == []
     assert data(control.get("/clock"))["offsetSeconds"] == Decimal("0")
+
+
+def test_control_routes_for_endpoint_faults_limits_and_held_events(
+    api: Api, sim: AirtmSimulator, receiver: Receiver
+) -> None:
+    control = Api(api.root + "/__sandbox", auth=None)
+    hook_url = sim.webhooks.url
+
+    unset = control.put("/webhooks/endpoint", {"url": None, "secret": None})
+    create_payin(api, code="lost")
+    reset_endpoint = control.put("/webhooks/endpoint", {"url": hook_url, "secret": WHSEC})
+    bad_secret = control.put("/webhooks/endpoint", {"url": hook_url, "secret": "whsec_***"})
+    control.post("/faults", {"kind": "latency", "path": "^/v2/me$", "seconds": Decimal("0.01")})
+    listed = data(control.get("/faults"))
+    cleared = control.delete("/faults")
+    limit = control.put("/rate-limit", {"perSecond": 1})
+    one = api.get("/v2/me")
+    two = api.get("/v2/me")
+    control.put("/rate-limit", {"perSecond": None})
+    control.post("/webhooks/faults", {"kind": "out_of_order", "times": 1})
+    hook_faults = data(control.get("/webhooks/faults"))
+    create_payin(api, code="held")
+    held = data(control.post("/webhooks/flush"))["attempts"]
+    released = data(control.post("/webhooks/release-held"))["attempts"]
+    enterprise = data(control.get("/enterprise"))
+    clock = data(control.get("/clock"))
+
+    assert data(unset) == {"url": None, "hasSecret": False}
+    assert data(reset_endpoint) == {"url": hook_url, "hasSecret": True}
+    assert bad_secret.status_code == 400
+    assert WHSEC not in reset_endpoint.text
+    assert [(f["kind"], f["seconds"]) for f in listed] == [("latency", Decimal("0.01"))]
+    assert cleared.status_code == 200
+    assert data(control.get("/faults")) == []
+    assert data(limit) == {"perSecond": 1}
+    assert one.status_code == 200
+    assert two.status_code == 429
+    assert [f["kind"] for f in hook_faults] == ["out_of_order"]
+    assert (held, released) == (0, 1)
+    assert [verified(call)["data"]["code"] for call in receiver.calls] == ["held"]
+    assert [m.status for m in sim.webhook_messages()] == ["no_endpoint", "delivered"]
+    assert enterprise["available"] == Decimal("1000")
+    assert enterprise["cancelPendingPayoutsAfterDays"] == 90
+    assert enterprise["duplicateCodeStatus"] == 409
+    assert clock["now"].endswith("Z")
 
 
 # --- server and command -----------------------------------------------------------------------
