@@ -54,6 +54,7 @@ def test_make_run_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None
         if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "CELERY_BROKER_URL")
     }
     env["VAR_DIR"] = str(tmp_path)  # a fresh SQLite database, as on a new machine
+    env["SANDBOX_URL"] = f"http://127.0.0.1:{_free_port()}"  # the Airtm sandbox `make run` starts
     process = subprocess.Popen(
         ["make", "run", f"PORT={port}"],
         cwd=ROOT,
@@ -85,6 +86,7 @@ def test_make_run_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None
             f"{base}/api/v1/users/{user}/balance/debit", json=debit, headers=headers, timeout=10
         )
         balance = requests.get(f"{base}/api/v1/users/{user}/balance", headers=headers, timeout=10)
+        topped_up, withdrawn = _top_up_and_withdraw(base, headers)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
@@ -106,3 +108,49 @@ def test_make_run_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "ledger OK" in verify.stdout
     assert (tmp_path / "orchestrator.sqlite3").exists()
+    # The reference flow's first and last steps against the Airtm sandbox.
+    assert topped_up == {"status": "TOPUP_SUCCEEDED", "available": "500.00"}
+    assert withdrawn == {"status": "WITHDRAWAL_COMPLETED", "available": "300.00"}
+
+
+def _top_up_and_withdraw(base: str, headers: dict[str, str]) -> tuple[dict[str, str], ...]:
+    """Top up $500 through the Airtm checkout page, then withdraw $200 to Airtm."""
+    user = requests.post(
+        f"{base}/api/v1/users", json={"external_user_id": "freelancer"}, headers=headers, timeout=10
+    ).json()["id"]
+    topup = requests.post(
+        f"{base}/api/v1/topups",
+        json={"user_id": user, "amount": "500.00", "currency": "USD"},
+        headers=headers,
+        timeout=30,
+    ).json()
+    # The payer confirms on Airtm's hosted page and is sent back through our callback.
+    back = requests.post(
+        f"{topup['confirmation_uri']}/confirm",
+        data={"email": "payer@sandbox.test"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    requests.get(back.headers["Location"], timeout=30)
+    topped = requests.get(f"{base}/api/v1/topups/{topup['id']}", headers=headers, timeout=10)
+    after_topup = _available(base, headers, user)
+    link = {"email": "seller@sandbox.test"}
+    requests.post(f"{base}/api/v1/users/{user}/airtm/link", json=link, headers=headers, timeout=30)
+    withdrawal = requests.post(
+        f"{base}/api/v1/withdrawals",
+        json={"user_id": user, "amount": "200.00", "commit": True},
+        headers=headers,
+        timeout=30,
+    ).json()
+    done = requests.post(
+        f"{base}/api/v1/withdrawals/{withdrawal['id']}/refresh", headers=headers, timeout=30
+    )
+    return (
+        {"status": topped.json()["status"], "available": after_topup},
+        {"status": done.json()["status"], "available": _available(base, headers, user)},
+    )
+
+
+def _available(base: str, headers: dict[str, str], user: str) -> str:
+    balances = requests.get(f"{base}/api/v1/users/{user}/balance", headers=headers, timeout=10)
+    return str(balances.json()["balances"][0]["available"])

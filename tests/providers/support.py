@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 
-from django.db.models import Model
 from django.utils import timezone
 
 from ledger.integrity import ledger_verify
@@ -10,6 +9,7 @@ from ledger.models import Account
 from ledger.money import Money
 from ledger.services import Leg, entry_post, system_account, user_account
 from orchestrator.models import MarketplaceUser
+from providers.models import TopUp, Withdrawal
 
 CLEARING = "provider_clearing:airtm"
 
@@ -45,7 +45,7 @@ def ledger_ok() -> bool:
     return True
 
 
-def quiet(model: type[Model], public_id: str, hours: int = 1) -> None:
+def quiet(model: type[TopUp] | type[Withdrawal], public_id: str, hours: int = 1) -> None:
     """Make an object look untouched for `hours`, so the janitor considers it now."""
     then = timezone.now() - timedelta(hours=hours)
     model.objects.filter(public_id=public_id).update(updated_at=then, created_at=then)

@@ -25,16 +25,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         sandbox = None
         if settings.PROVIDERS_MODE == "sandbox" and not options["no_sandbox"]:
-            from providers.sandbox.server import sandbox_from_settings
+            from providers.sandbox.embedded import Sandboxes
 
             where = urlsplit(settings.SANDBOX_URL)
-            sandbox = sandbox_from_settings(
-                host=where.hostname or "127.0.0.1", port=where.port or 8001
-            )
-            sandbox.start()
-            self.stdout.write(
-                f"Provider sandboxes: {sandbox.url} (Airtm at {settings.AIRTM_BASE_URL})"
-            )
+            sandbox = Sandboxes(host=where.hostname or "127.0.0.1", port=where.port or 8001)
+            self.stdout.write("\n".join(sandbox.start().describe()))
         beat = PeriodicTasks()
         if settings.CELERY_TASK_ALWAYS_EAGER:
             beat.start()
