@@ -8,6 +8,14 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/offerhub")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+# Each xdist worker gets its own Redis database: tests clear the cache (FLUSHDB), which
+# must not wipe another worker's rate-limit counters mid-test. (A Celery worker started by
+# a test inherits its pytest worker's REDIS_URL already shifted.)
+_xdist = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _xdist.startswith("gw") and os.environ.get("OFFERHUB_TEST_WORKER") != "1":
+    _base, _, _db = os.environ["REDIS_URL"].rpartition("/")
+    if _db.isdigit():
+        os.environ["REDIS_URL"] = f"{_base}/{(int(_db) + int(_xdist[2:])) % 16}"
 
 from orchestrator.settings import *  # noqa: F403
 

@@ -25,7 +25,6 @@ from webhooks.models import InboundWebhook
 logger = logging.getLogger(__name__)
 
 AIRTM = "airtm"
-PROCESS_TASK = "webhooks.tasks.inbound_webhook_process"
 _SIGNATURE_HEADERS = ("id", "timestamp", "signature")
 
 
@@ -87,11 +86,9 @@ def _parse(text: str) -> tuple[str, str, str]:
 
 
 def _enqueue(webhook_id: int) -> None:
-    # By name: the web server thread that receives the webhook need not have the task module
-    # imported (webhooks.tasks imports this module).
-    from orchestrator.celery import app
+    from webhooks.tasks import inbound_webhook_process  # webhooks.tasks imports this module
 
-    app.send_task(PROCESS_TASK, kwargs={"webhook_id": webhook_id})
+    inbound_webhook_process.delay(webhook_id=webhook_id)
 
 
 def inbound_webhook_process(*, webhook_id: int) -> InboundWebhook:

@@ -15,7 +15,14 @@ from orchestrator.api.views import ApiView
 from orchestrator.models import ApiKey, AuditLog, Event, IdempotencyRecord, MarketplaceUser
 
 API_PREFIX = "api/v1/"
-PUBLIC = frozenset({"health", "health/ready", "openapi.json", "docs", "redoc"})
+# Unauthenticated by design: health and docs; the top-up callback (the payer's browser) and
+# provider webhooks (their signature is the authentication).
+PUBLIC = frozenset(
+    {
+        *("health", "health/ready", "openapi.json", "docs", "redoc"),
+        *("topups/<str:topup_id>/callback", "webhooks/airtm"),
+    }
+)
 METHODS = ("get", "post", "put", "patch", "delete")
 PLACEHOLDER = {"int": "1", "uuid": "00000000-0000-0000-0000-000000000000"}
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")

@@ -1,10 +1,12 @@
 """Tenant isolation: another marketplace's ids answer exactly like ids that do not exist."""
 
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 
 from orchestrator.models import AuditLog, Marketplace, MarketplaceUser
+from providers.models import TopUp, Withdrawal
 from tests.orchestrator.support import envelope, protected_routes, route_id
 
 pytestmark = pytest.mark.django_db
@@ -19,9 +21,26 @@ def _stranger_key(make_key, make_user, other: Marketplace) -> str:
     return str(key.public_id)
 
 
+def _stranger_topup(make_key, make_user, other: Marketplace) -> str:
+    user = make_user(other)
+    return TopUp.objects.create(marketplace=other, user=user, amount=Decimal("5")).public_id
+
+
+def _stranger_withdrawal(make_key, make_user, other: Marketplace) -> str:
+    user = make_user(other)
+    return Withdrawal.objects.create(
+        marketplace=other, user=user, amount=Decimal("5"), destination_email="a@b.test"
+    ).public_id
+
+
 # How to make another marketplace's object for each id parameter a route takes. A new route
 # with an id of a new kind fails below until its maker is added here.
-STRANGERS: dict[str, Callable[..., str]] = {"user_id": _stranger_user, "key_id": _stranger_key}
+STRANGERS: dict[str, Callable[..., str]] = {
+    "user_id": _stranger_user,
+    "key_id": _stranger_key,
+    "topup_id": _stranger_topup,
+    "withdrawal_id": _stranger_withdrawal,
+}
 
 ID_CALLS = [
     pytest.param(route, method, id=f"{method}-{route_id(route)}")
