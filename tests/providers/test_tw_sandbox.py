@@ -404,6 +404,35 @@ def test_every_role_must_sign_its_own_step(tw: TwHttp, parties: Parties) -> None
     }
 
 
+def test_the_contract_rules_are_checked_again_at_submit(tw: TwHttp, parties: Parties) -> None:
+    """A release built while allowed fails if a dispute lands first; its sequence is spent."""
+    p, sim = parties, tw.sim
+    contract_id = deploy(tw, p)
+    fund(tw, p, contract_id)
+    complete_and_approve(tw, p, contract_id)
+    release = {"contractId": contract_id, "releaseSigner": p.platform.public_key}
+    release_xdr = tw.build(f"{SR}/release-funds", release)
+    by_outsider = tw.send(tw.sign(release_xdr, p.outsider))
+    tw.run(
+        f"{SR}/dispute-escrow", {"contractId": contract_id, "signer": p.buyer.public_key}, p.buyer
+    )
+    sequence = int(sim.account(p.platform.public_key)["sequence"])  # type: ignore[index]
+
+    refused = tw.send(tw.sign(release_xdr, p.platform))
+    again = tw.send(tw.sign(release_xdr, p.platform))
+
+    assert body_of(by_outsider)["message"] == "Transaction failed: tx_bad_auth"
+    assert body_of(refused) == {
+        "status": "FAILED",
+        "message": "Transaction failed: Escrow has been opened for dispute resolution",
+    }
+    assert int(sim.account(p.platform.public_key)["sequence"]) == sequence + 1  # type: ignore[index]
+    assert body_of(again)["message"] == "Transaction failed: tx_bad_seq"
+    assert sim.applied_count(contract_id, "release_funds") == 0
+    assert sim.stroops(contract_id) == 1_000_000_000
+    assert sim.transaction(tx_hash(release_xdr))["state"] == "failed"
+
+
 def test_an_unsigned_or_doubly_built_transaction_is_refused(tw: TwHttp, parties: Parties) -> None:
     contract_id = deploy(tw, parties)
     body = {"contractId": contract_id, "signer": parties.buyer.public_key, "amount": 10}
