@@ -179,8 +179,12 @@ class TrustlessWorkSimulator:
         api_keys: Iterable[str] = (DEFAULT_API_KEY,),
         clock: str = "manual",
         config: Config | None = None,
+        usdc_issuer: str | None = None,
     ) -> None:
+        """`usdc_issuer`: the USDC the escrows accept (default: an issuer made from the seed;
+        the embedded sandbox passes settings.STELLAR_USDC_ISSUER)."""
         self.network_passphrase = network_passphrase
+        self._usdc_issuer = usdc_issuer
         self._api_keys = set(api_keys)
         self._clock_mode = clock
         self._default_config = copy.deepcopy(config or Config())
@@ -282,15 +286,15 @@ class TrustlessWorkSimulator:
                 "detail": detail,
                 "instance": request.path,
             }
-            return tw_http.json(body, exc.status, content_type="application/problem+json")
-        return tw_http.json(
+            return tw_http.reply(body, exc.status, content_type="application/problem+json")
+        return tw_http.reply(
             {"message": exc.message, "error": phrase, "statusCode": exc.status}, exc.status
         )
 
     # --- Build endpoints ------------------------------------------------------------------------
 
     def _api_deploy(self, request: Request, *, kind: str, fault: Fault | None) -> Response:
-        call = tw_payloads.deploy(tw_http.body(request), kind)
+        call = tw_payloads.deploy(tw_http.read_body(request), kind)
         if call.escrow is None:
             raise HttpError(400, "escrow should not be empty")
         self._check_trustline(call.escrow.trustline_address)
@@ -308,7 +312,7 @@ class TrustlessWorkSimulator:
         return self._built_response(call, self._factory[kind], function, args)
 
     def _api_fund(self, request: Request, *, kind: str, fault: Fault | None) -> Response:
-        call = tw_payloads.fund(tw_http.body(request), kind)
+        call = tw_payloads.fund(tw_http.read_body(request), kind)
         # The API looks the escrow up in its indexer: unindexed means "Escrow not found".
         indexed = self._index.get(call.contract_id)
         if indexed is None:
@@ -342,27 +346,27 @@ class TrustlessWorkSimulator:
         return self._built_response(call, call.contract_id, function, args)
 
     def _api_change_status(self, request: Request, *, kind: str, fault: Fault | None) -> Response:
-        return self._invoke(tw_payloads.change_status(tw_http.body(request), kind))
+        return self._invoke(tw_payloads.change_status(tw_http.read_body(request), kind))
 
     def _api_approve(self, request: Request, *, kind: str, fault: Fault | None) -> Response:
-        return self._invoke(tw_payloads.approve(tw_http.body(request), kind))
+        return self._invoke(tw_payloads.approve(tw_http.read_body(request), kind))
 
     def _api_release(self, request: Request, *, kind: str, fault: Fault | None) -> Response:
-        return self._invoke(tw_payloads.release(tw_http.body(request), kind))
+        return self._invoke(tw_payloads.release(tw_http.read_body(request), kind))
 
     def _api_dispute(self, request: Request, *, kind: str, fault: Fault | None) -> Response:
-        return self._invoke(tw_payloads.dispute(tw_http.body(request), kind))
+        return self._invoke(tw_payloads.dispute(tw_http.read_body(request), kind))
 
     def _api_resolve(self, request: Request, *, kind: str, fault: Fault | None) -> Response:
         op = "resolve_milestone_dispute" if kind == MULTI else "resolve_dispute"
-        return self._invoke(tw_payloads.resolve(tw_http.body(request), kind, op=op))
+        return self._invoke(tw_payloads.resolve(tw_http.read_body(request), kind, op=op))
 
     def _api_withdraw(self, request: Request, *, fault: Fault | None) -> Response:
-        call = tw_payloads.resolve(tw_http.body(request), MULTI, op="withdraw_remaining_funds")
+        call = tw_payloads.resolve(tw_http.read_body(request), MULTI, op="withdraw_remaining_funds")
         return self._invoke(call)
 
     def _api_update(self, request: Request, *, kind: str, fault: Fault | None) -> Response:
-        call = tw_payloads.update(tw_http.body(request), kind)
+        call = tw_payloads.update(tw_http.read_body(request), kind)
         if call.escrow is not None:
             self._check_trustline(call.escrow.trustline_address)
         return self._invoke(call)
@@ -406,12 +410,12 @@ class TrustlessWorkSimulator:
         self._built[tx_hash] = BuiltTx(call, tx_hash, call.signer, account.sequence + 1, max_time)
         self._stats["built"] += 1
         self._log("tx.built", op=call.op, contractId=call.contract_id, txHash=tx_hash)
-        return tw_http.json({"status": "SUCCESS", "unsignedTransaction": envelope.to_xdr()}, 201)
+        return tw_http.reply({"status": "SUCCESS", "unsignedTransaction": envelope.to_xdr()}, 201)
 
     # --- Submission -----------------------------------------------------------------------------
 
     def _api_send(self, request: Request, *, fault: Fault | None) -> Response:
-        fields = tw_payloads.Fields(tw_http.body(request))
+        fields = tw_payloads.Fields(tw_http.read_body(request))
         signed_xdr = fields.text("signedXdr")
         fields.done()
         try:
@@ -423,7 +427,7 @@ class TrustlessWorkSimulator:
         self._log("tx.submitted", txHash=tx_hash)
         if tx_hash in self._applied:
             if self.config.duplicate_submission == "success":
-                return tw_http.json(self._applied[tx_hash], 201)
+                return tw_http.reply(self._applied[tx_hash], 201)
             return self._failed_response(tx_hash, "tx_bad_seq")
         if tx_hash in self._failed:
             return self._failed_response(tx_hash, "tx_bad_seq")
@@ -443,7 +447,7 @@ class TrustlessWorkSimulator:
             self._land_due()
             raise HttpError(500, NOT_COMPLETE_MESSAGE)
         status, body = self._land(built)
-        return tw_http.json(body, status)
+        return tw_http.reply(body, status)
 
     def _precheck(
         self, built: BuiltTx, signed_xdr: str, envelope: TransactionEnvelope, *, wrong_network: bool
@@ -498,7 +502,7 @@ class TrustlessWorkSimulator:
         message = f"Transaction failed: {reason}" + (f" ({detail})" if detail else "")
         if self.config.error_style == "problem":
             raise HttpError(400, message, "STELLAR_TX_FAILED")
-        return tw_http.json({"status": "FAILED", "message": message}, 400)
+        return tw_http.reply({"status": "FAILED", "message": message}, 400)
 
     def _land_due(self) -> None:
         """Transactions that were "not complete yet" land once enough requests went by."""
@@ -533,7 +537,7 @@ class TrustlessWorkSimulator:
             self._log("indexer.updated", contractId=contract_id, version=snapshot.version)
 
     def _api_update_from_tx(self, request: Request, *, fault: Fault | None) -> Response:
-        fields = tw_payloads.Fields(tw_http.body(request))
+        fields = tw_payloads.Fields(tw_http.read_body(request))
         tx_hash = fields.text("txHash")
         fields.done()
         contract_id = self._tx_escrow.get(tx_hash)
@@ -541,7 +545,7 @@ class TrustlessWorkSimulator:
             raise HttpError(404, f"Transaction {tx_hash} not found")
         escrow = self._chain.escrows[contract_id]
         self._index_now(contract_id, Indexed(self._version, copy.deepcopy(escrow)))
-        return tw_http.json({"status": "SUCCESS", "message": "The escrow has been updated"}, 201)
+        return tw_http.reply({"status": "SUCCESS", "message": "The escrow has been updated"}, 201)
 
     def _read(self, contract_id: str, on_chain: bool) -> Escrow | None:
         if on_chain:
@@ -557,7 +561,7 @@ class TrustlessWorkSimulator:
             raise HttpError(400, ["contractIds should not be empty"])
         on_chain = tw_http.flag(args.get("validateOnChain"))
         found = [self._read(cid, on_chain) for cid in ids]
-        return tw_http.json([tw_chain.escrow_json(e) for e in found if e is not None], 200)
+        return tw_http.reply([tw_chain.escrow_json(e) for e in found if e is not None], 200)
 
     def _api_by_signer(self, request: Request, *, fault: Fault | None) -> Response:
         signer = tw_http.require(request.args, "signer")
@@ -597,7 +601,7 @@ class TrustlessWorkSimulator:
         page = int(args["page"]) if args.get("page", "").isdigit() else 1
         page = max(page, 1)
         chunk = escrows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-        return tw_http.json([tw_chain.escrow_json(e) for e in chunk], 200)
+        return tw_http.reply([tw_chain.escrow_json(e) for e in chunk], 200)
 
     def _api_balances(self, request: Request, *, kind: str, fault: Fault | None) -> Response:
         tw_http.require(request.args, "signer")
@@ -610,11 +614,11 @@ class TrustlessWorkSimulator:
             if escrow is None:
                 raise ContractError("EscrowNotFound")
             balances.append({"address": address, "balance": tw_chain.to_units(escrow.balance)})
-        return tw_http.json(balances, 200)
+        return tw_http.reply(balances, 200)
 
     def _api_set_trustline(self, request: Request, *, fault: Fault | None) -> Response:
         # Legacy testnet helper that takes a secret key; it is never echoed or logged.
-        fields = tw_payloads.Fields(tw_http.body(request))
+        fields = tw_payloads.Fields(tw_http.read_body(request))
         secret = fields.text("sourceSecretKey")
         fields.done()
         if not StrKey.is_valid_ed25519_secret_seed(secret):
@@ -622,7 +626,7 @@ class TrustlessWorkSimulator:
         address = Keypair.from_secret(secret).public_key
         self._chain.account(address).trustline = True
         self._log("account.trustline", address=address)
-        return tw_http.json({"status": "SUCCESS", "message": "Trustline set"}, 201)
+        return tw_http.reply({"status": "SUCCESS", "message": "Trustline set"}, 201)
 
     # --- The Python control API (tw_control serves the same over HTTP) --------------------------
 
@@ -633,7 +637,8 @@ class TrustlessWorkSimulator:
             self._rng = Random(self.seed)  # noqa: S311 - repeatable, not secret
             self.clock = SimClock(self._clock_mode)
             self.config = copy.deepcopy(self._default_config)
-            self.usdc_issuer = Keypair.from_raw_ed25519_seed(self._rng.randbytes(32)).public_key
+            made_up = Keypair.from_raw_ed25519_seed(self._rng.randbytes(32)).public_key
+            self.usdc_issuer = self._usdc_issuer or made_up
             self.usdc_contract = Asset("USDC", self.usdc_issuer).contract_id(
                 self.network_passphrase
             )

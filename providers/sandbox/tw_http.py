@@ -102,11 +102,11 @@ REASONS = {
 }
 
 
-def json(body: Any, status: int, content_type: str = "application/json") -> Response:
+def reply(body: Any, status: int, content_type: str = "application/json") -> Response:
     return Response(json_numbers.dumps(body), status=status, content_type=content_type)
 
 
-def body(request: Request) -> Any:
+def read_body(request: Request) -> Any:
     try:
         return json_numbers.loads(request.get_data(cache=True))
     except (ValueError, UnicodeDecodeError):

@@ -8,6 +8,7 @@ import pytest
 import requests
 from stellar_sdk import (
     Address,
+    Asset,
     InvokeHostFunction,
     Keypair,
     Network,
@@ -915,3 +916,22 @@ def test_it_mounts_under_a_prefix_of_a_shared_server(
 
     assert sim.escrow_state(contract_id) is not None
     assert outside.status_code == 404
+
+
+def test_the_usdc_issuer_can_be_the_configured_one(parties: Parties) -> None:
+    issuer = Keypair.random().public_key
+    sim = TrustlessWorkSimulator(usdc_issuer=issuer)
+    for keypair in (parties.platform, parties.seller, parties.resolver):
+        sim.create_account(keypair.public_key)
+
+    with WSGIThread(sim) as server:
+        tw = TwHttp(server.url, sim)
+        accepted = tw.post("/deployer/single-release", single_release_body(parties, sim))
+        other = single_release_body(parties, sim, trustline={"address": parties.buyer.public_key})
+        refused = tw.post("/deployer/single-release", other)
+
+    assert sim.usdc_issuer == issuer
+    assert sim.usdc_contract == Asset("USDC", issuer).contract_id(TESTNET)
+    assert accepted.status_code == 201
+    assert refused.status_code == 400
+    assert "Unsupported trustline" in body_of(refused)["message"]
