@@ -1223,7 +1223,7 @@ def test_a_timeout_after_the_funding_applied_funds_exactly_once(
         base_url=tw.base_url,
         api_key=DEFAULT_API_KEY,
         network_passphrase=TESTNET,
-        read_timeout=0.5,
+        read_timeout=1.0,  # the simulator applies at once, then holds the answer back
         rate_per_minute=10_000,
         confirm_delays=(0, 0, 0),
         sleep=lambda s: None,
