@@ -20,6 +20,7 @@ exactly-once statistics. Everything random comes from one seed, so a run is repe
 """
 
 import copy
+import logging
 import re
 import threading
 import time
@@ -38,6 +39,8 @@ from providers.sandbox import tw_chain, tw_http, tw_payloads, tw_xdr
 from providers.sandbox.tw_chain import MULTI, SINGLE, Call, Chain, ContractError, Escrow
 from providers.sandbox.tw_control import control_response
 from providers.sandbox.tw_http import HttpError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_API_KEY = "sandbox-trustless-work-key"
 START_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z: the manual clock's epoch
@@ -206,6 +209,11 @@ class TrustlessWorkSimulator:
             return self._serve(request)
         except HttpError as exc:
             return self._error(request, exc)
+        except Exception:  # a simulator bug: answer like the real API's 500, and say so
+            logger.exception(
+                "Trustless Work simulator failed on %s %s", request.method, request.path
+            )
+            return self._error(request, HttpError(500, "Internal server error"))
 
     def _serve(self, request: Request) -> Response:
         with self._lock:
@@ -458,9 +466,8 @@ class TrustlessWorkSimulator:
         if self._chain.account(built.source).sequence + 1 != built.sequence:
             return "tx_bad_seq"
         if wrong_network:
-            envelope = TransactionEnvelope.from_xdr(
-                signed_xdr, _OTHER_NETWORK[self.network_passphrase]
-            )
+            other = _OTHER_NETWORK.get(self.network_passphrase, Network.TESTNET_NETWORK_PASSPHRASE)
+            envelope = TransactionEnvelope.from_xdr(signed_xdr, other)
         if not tw_xdr.signed_by(envelope, built.source):
             return "tx_bad_auth"
         return ""

@@ -101,6 +101,9 @@ class Fields:
             places = len(str(scale)) - 1
             self.errors.append(f"{self.prefix}{name} must have at most {places} decimal places")
             return 0
+        if abs(scaled) >= 2**100:  # far beyond any USDC supply; keeps i128 math safe
+            self.errors.append(f"{self.prefix}{name} is too large")
+            return 0
         return int(scaled)
 
     def integer(self, name: str, default: int = 0) -> int:

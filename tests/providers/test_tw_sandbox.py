@@ -935,3 +935,27 @@ def test_the_usdc_issuer_can_be_the_configured_one(parties: Parties) -> None:
     assert accepted.status_code == 201
     assert refused.status_code == 400
     assert "Unsupported trustline" in body_of(refused)["message"]
+
+
+def test_absurd_amounts_and_internal_errors_answer_json(
+    tw: TwHttp, parties: Parties, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    huge = tw.post(
+        f"{SR}/fund-escrow",
+        {
+            "contractId": StrKey.encode_contract(bytes(32)),
+            "signer": parties.buyer.public_key,
+            "amount": Decimal("1e40"),
+        },
+    )
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("simulator bug")
+
+    monkeypatch.setattr(tw.sim, "_api_by_signer", broken)
+    failed = tw.get("/helper/get-escrows-by-signer", params={"signer": parties.buyer.public_key})
+
+    assert body_of(huge)["message"] == ["amount is too large"]
+    assert failed.status_code == 500
+    assert body_of(failed)["message"] == "Internal server error"
+    assert "simulator bug" in caplog.text
