@@ -195,6 +195,54 @@ if _LIVE and not (AIRTM_API_KEY and AIRTM_API_SECRET and AIRTM_WEBHOOK_SECRETS):
         "PROVIDERS_MODE=live needs AIRTM_API_KEY, AIRTM_API_SECRET and AIRTM_WEBHOOK_SECRET."
     )
 
+# Trustless Work (escrow contracts on Stellar), V1 REST API. The testnet API lives at
+# https://dev.api.trustlesswork.com (set TRUSTLESS_WORK_BASE_URL and the testnet passphrase).
+# An empty value in .env counts as unset.
+TRUSTLESS_WORK_BASE_URL = (
+    env.str("TRUSTLESS_WORK_BASE_URL", default="")
+    or ("https://api.trustlesswork.com" if _LIVE else f"{SANDBOX_URL}/trustless-work")
+).rstrip("/")
+TRUSTLESS_WORK_API_KEY = env.str("TRUSTLESS_WORK_API_KEY", default="") or (
+    "" if _LIVE else "sandbox-trustless-work-key"
+)
+TRUSTLESS_WORK_CONNECT_TIMEOUT = env.float("TRUSTLESS_WORK_CONNECT_TIMEOUT", default=3.05)
+# send-transaction waits for the ledger to close (about 5 s, sometimes more).
+TRUSTLESS_WORK_READ_TIMEOUT = env.float("TRUSTLESS_WORK_READ_TIMEOUT", default=30.0)
+TRUSTLESS_WORK_RATE_LIMIT_PER_MINUTE = env.int("TRUSTLESS_WORK_RATE_LIMIT_PER_MINUTE", default=50)
+# Seconds between the looks that confirm an uncertain submission before it is resent.
+TRUSTLESS_WORK_CONFIRM_DELAYS = [
+    float(d) for d in env.list("TRUSTLESS_WORK_CONFIRM_DELAYS", default=["3", "6", "9"]) if d
+]
+if _LIVE and not TRUSTLESS_WORK_API_KEY:
+    raise ImproperlyConfigured("PROVIDERS_MODE=live needs TRUSTLESS_WORK_API_KEY.")
+
+# --- Stellar: network and the key vault -------------------------------------------------------
+STELLAR_NETWORK_PASSPHRASE = env.str("STELLAR_NETWORK_PASSPHRASE", default="") or (
+    "Public Global Stellar Network ; September 2015"
+    if _LIVE
+    else "Test SDF Network ; September 2015"
+)
+STELLAR_USDC_ISSUER = env.str("STELLAR_USDC_ISSUER", default="") or (
+    "GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN"
+    if _LIVE
+    else "GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
+)
+# Master keys that wrap the data keys of the Stellar secret seeds (envelope encryption):
+# base64 of 32 random bytes each, comma separated; the first encrypts, the others only
+# decrypt until `manage.py rotate_stellar_keys` has re-wrapped everything with the first.
+# The embedded default is a published development key: refused when DEBUG is off.
+STELLAR_DEV_KEY_ENCRYPTION_KEY = "ZGV2LW9ubHktc3RlbGxhci1tYXN0ZXIta2V5LTMyYiE="
+STELLAR_KEY_ENCRYPTION_KEYS = [
+    k.strip() for k in env.list("STELLAR_KEY_ENCRYPTION_KEYS", default=[]) if k.strip()
+] or ([STELLAR_DEV_KEY_ENCRYPTION_KEY] if DEBUG else [])
+if not DEBUG and (
+    not STELLAR_KEY_ENCRYPTION_KEYS or STELLAR_DEV_KEY_ENCRYPTION_KEY in STELLAR_KEY_ENCRYPTION_KEYS
+):
+    raise ImproperlyConfigured(
+        "STELLAR_KEY_ENCRYPTION_KEYS must be set (and not to the development key) when DEBUG "
+        "is off."
+    )
+
 # --- API --------------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)  # 1 MiB
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES

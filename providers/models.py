@@ -310,3 +310,67 @@ def snapshot(obj: TopUp | Withdrawal) -> dict[str, Any]:
         "airtm_status": obj.airtm_status,
         "failure_reason": obj.failure_reason,
     }
+
+
+class StellarKey(models.Model):
+    """A Stellar account whose secret seed we hold: a marketplace role, or a user's wallet.
+
+    The seed is sealed with envelope encryption (providers.stellar.keys): a random data key
+    encrypts it with AES-GCM, and a master key from settings wraps the data key. Only
+    `public_key` is ever shown; the sealed bytes are decrypted in memory to sign, never
+    logged or returned. Rows are created by providers.stellar.keys services only.
+    """
+
+    class Role(models.TextChoices):
+        PLATFORM = "platform", "Platform (deployer, platform address, fee receiver)"
+        RELEASE_SIGNER = "release_signer", "Release signer"
+        DISPUTE_RESOLVER = "dispute_resolver", "Dispute resolver"
+        APPROVER = "approver", "Approver"
+        SERVICE_PROVIDER = "service_provider", "Service provider"
+        TREASURY = "treasury", "Treasury (funds escrows)"
+        USER = "user", "User wallet"
+
+    marketplace = models.ForeignKey(
+        "orchestrator.Marketplace", on_delete=models.PROTECT, related_name="+"
+    )
+    user = models.ForeignKey(
+        "orchestrator.MarketplaceUser",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    role = models.CharField(max_length=24, choices=Role.choices)
+    public_key = models.CharField(max_length=56, unique=True, editable=False)
+    # nonce || AES-GCM(data key, raw 32-byte seed); the data key sealed under a master key.
+    sealed_seed = models.BinaryField(editable=False)
+    wrapped_data_key = models.BinaryField(editable=False)
+    master_key_id = models.CharField(max_length=16, editable=False)  # which master key wraps
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["marketplace", "role"],
+                condition=models.Q(user__isnull=True),
+                name="providers_stellarkey_one_per_role",
+            ),
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=models.Q(user__isnull=False),
+                name="providers_stellarkey_one_per_user",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(role="user") & models.Q(user__isnull=False))
+                | (~models.Q(role="user") & models.Q(user__isnull=True)),
+                name="providers_stellarkey_user_iff_user_role",
+            ),
+        ]
+        indexes = [models.Index(fields=["master_key_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.public_key}"
+
+    def __repr__(self) -> str:
+        return f"<StellarKey {self.role} {self.public_key}>"
