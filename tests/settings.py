@@ -17,7 +17,7 @@ if _xdist.startswith("gw") and os.environ.get("OFFERHUB_TEST_WORKER") != "1":
     if _db.isdigit():
         os.environ["REDIS_URL"] = f"{_base}/{(int(_db) + int(_xdist[2:])) % 16}"
 
-from orchestrator.settings import *  # noqa: F403
+from orchestrator.settings import *  # noqa: E402, F403
 
 # A real Celery worker started by the `celery_worker` fixture runs with OFFERHUB_TEST_WORKER=1
 # against the same test database; everywhere else tasks run eagerly, in-process.
