@@ -15,7 +15,7 @@ Invariants:
 """
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import models
 from django.utils import timezone
@@ -79,7 +79,59 @@ class AirtmLink(models.Model):
         return f"{self.user_id} -> {self.email}"
 
 
-class TopUp(models.Model):
+class AirtmFlow(models.Model):
+    """What a top-up and a withdrawal share: an amount of a user's money moving through Airtm.
+
+    Each subclass declares its `public_id` (its prefix), `user`, its `status` state machine,
+    FINAL (the statuses nothing leaves) and the Airtm object's id field.
+    """
+
+    FINAL: ClassVar[frozenset[str]]
+
+    public_id: "models.CharField[str, str]"
+    status: Any
+    marketplace = models.ForeignKey(
+        "orchestrator.Marketplace", on_delete=models.PROTECT, related_name="+"
+    )
+    amount = _amount()
+    currency = models.CharField(max_length=8, default="USD")
+    description = models.CharField(max_length=250, blank=True)
+    airtm_status = models.CharField(max_length=32, blank=True)
+    net_amount = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
+    airtm_fee = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    canceled_by = models.CharField(max_length=16, blank=True)  # user, operator, timeout, airtm
+    last_error = models.CharField(max_length=500, blank=True)  # last provider problem, if any
+    sync_attempts = models.PositiveIntegerField(default=0)
+    # Held while one process talks to Airtm about this object (see providers.services.lease).
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.status}"
+
+    @property
+    def code(self) -> str:
+        """Our Airtm `code`: deterministic, so an uncertain create is looked up, not repeated
+        (Airtm also refuses a second payin or payout with it)."""
+        return self.public_id
+
+    @property
+    def money(self) -> Money:
+        return Money(Decimal(self.amount).quantize(Money.zero(self.currency).unit), self.currency)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+
+class TopUp(AirtmFlow):
     """Money in: an Airtm payin that credits the user's available balance once confirmed."""
 
     class Status(models.TextChoices):
@@ -96,35 +148,16 @@ class TopUp(models.Model):
     public_id = models.CharField(
         max_length=40, unique=True, editable=False, default=public_id_factory("topup_")
     )
-    marketplace = models.ForeignKey(
-        "orchestrator.Marketplace", on_delete=models.PROTECT, related_name="+"
-    )
     user = models.ForeignKey(
         "orchestrator.MarketplaceUser", on_delete=models.PROTECT, related_name="topups"
     )
-    amount = _amount()
-    currency = models.CharField(max_length=8, default="USD")
-    description = models.CharField(max_length=250, blank=True)
     status = FSMField(max_length=40, default=Status.CREATED, protected=True)
     airtm_payin_id = models.CharField(max_length=64, blank=True)
-    airtm_status = models.CharField(max_length=32, blank=True)
     confirmation_uri = models.URLField(max_length=500, blank=True)  # the Airtm checkout page
     return_url = models.URLField(max_length=500, blank=True)  # marketplace page after confirm
     cancel_url = models.URLField(max_length=500, blank=True)  # marketplace page after cancel
-    net_amount = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
-    airtm_fee = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
     payer_email = models.EmailField(max_length=254, blank=True)
-    failure_reason = models.CharField(max_length=500, blank=True)
-    canceled_by = models.CharField(max_length=16, blank=True)  # user, operator, timeout, airtm
-    last_error = models.CharField(max_length=500, blank=True)  # last provider problem, if any
-    sync_attempts = models.PositiveIntegerField(default=0)
-    # Held while one process talks to Airtm about this object (see providers.services.lease).
-    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
-    metadata = models.JSONField(default=dict, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "top-up"
@@ -133,22 +166,6 @@ class TopUp(models.Model):
             models.Index(fields=["status", "updated_at"]),
             models.Index(fields=["airtm_payin_id"]),
         ]
-
-    def __str__(self) -> str:
-        return f"{self.public_id} {self.status}"
-
-    @property
-    def code(self) -> str:
-        """Our Airtm payin `code`: deterministic, so an uncertain create can be looked up."""
-        return self.public_id
-
-    @property
-    def money(self) -> Money:
-        return Money(Decimal(self.amount).quantize(Money.zero(self.currency).unit), self.currency)
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL
 
     # Transitions. Only providers.services calls them (row locked, entry posted, event out).
     @transition(field=status, source=Status.CREATED, target=Status.AWAITING_USER_CONFIRMATION)
@@ -190,7 +207,7 @@ class TopUp(models.Model):
         self.completed_at = timezone.now()
 
 
-class Withdrawal(models.Model):
+class Withdrawal(AirtmFlow):
     """Money out: an Airtm payout of the user's funds to their linked Airtm account."""
 
     class Status(models.TextChoices):
@@ -208,34 +225,15 @@ class Withdrawal(models.Model):
     public_id = models.CharField(
         max_length=40, unique=True, editable=False, default=public_id_factory("wd_")
     )
-    marketplace = models.ForeignKey(
-        "orchestrator.Marketplace", on_delete=models.PROTECT, related_name="+"
-    )
     user = models.ForeignKey(
         "orchestrator.MarketplaceUser", on_delete=models.PROTECT, related_name="withdrawals"
     )
-    amount = _amount()
-    currency = models.CharField(max_length=8, default="USD")
-    description = models.CharField(max_length=250, blank=True)
     destination_email = models.EmailField(max_length=254)
     status = FSMField(max_length=40, default=Status.CREATED, protected=True)
     commit_requested = models.BooleanField(default=False)  # commit when the payout exists
     airtm_payout_id = models.CharField(max_length=64, blank=True)
-    airtm_status = models.CharField(max_length=32, blank=True)
-    airtm_fee = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
-    net_amount = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
     reason_code = models.CharField(max_length=16, blank=True)
-    failure_reason = models.CharField(max_length=500, blank=True)
-    canceled_by = models.CharField(max_length=16, blank=True)
-    last_error = models.CharField(max_length=500, blank=True)
-    sync_attempts = models.PositiveIntegerField(default=0)
-    # Held while one process talks to Airtm about this object (see providers.services.lease).
-    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
-    metadata = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
     committed_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -243,22 +241,6 @@ class Withdrawal(models.Model):
             models.Index(fields=["status", "updated_at"]),
             models.Index(fields=["airtm_payout_id"]),
         ]
-
-    def __str__(self) -> str:
-        return f"{self.public_id} {self.status}"
-
-    @property
-    def code(self) -> str:
-        """Our Airtm payout `code` (Airtm refuses a second payout with it)."""
-        return self.public_id
-
-    @property
-    def money(self) -> Money:
-        return Money(Decimal(self.amount).quantize(Money.zero(self.currency).unit), self.currency)
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL
 
     @transition(field=status, source=Status.CREATED, target=Status.COMMITTED)
     def commit(self) -> None:
