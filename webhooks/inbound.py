@@ -9,6 +9,7 @@ acknowledged as a duplicate), and processing is queued after commit. The provide
 import json
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -123,3 +124,22 @@ def _finish(row: InboundWebhook, status: str, result: str) -> InboundWebhook:
     row.processed_at = timezone.now()
     row.save(update_fields=["status", "result", "processed_at"])
     return row
+
+
+def inbound_webhook_sweep(*, older_than_seconds: int = 300, max_attempts: int = 10) -> int:
+    """Queue again the messages whose processing never finished (a lost task, a crash).
+
+    Returns how many were queued. Processing is idempotent, so a message that is in fact
+    still being processed is only looked at twice.
+    """
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    stuck = list(
+        InboundWebhook.objects.filter(
+            status__in=[InboundWebhook.Status.RECEIVED, InboundWebhook.Status.FAILED],
+            received_at__lt=cutoff,
+            attempts__lt=max_attempts,
+        ).values_list("pk", flat=True)[:500]
+    )
+    for pk in stuck:
+        _enqueue(pk)
+    return len(stuck)

@@ -6,6 +6,7 @@ from celery import Task, shared_task
 
 from providers.clients.errors import ProviderError
 from webhooks.inbound import inbound_webhook_process as process
+from webhooks.inbound import inbound_webhook_sweep as sweep
 
 # Seconds before each retry while the provider cannot be read: about 3 hours in all; the
 # janitor converges the object anyway.
@@ -20,3 +21,8 @@ def inbound_webhook_process(self: Task[Any, Any], *, webhook_id: int) -> str:
         if self.request.retries < len(RETRY_DELAYS):
             raise self.retry(exc=exc, countdown=RETRY_DELAYS[self.request.retries]) from exc
         raise
+
+
+@shared_task
+def inbound_webhook_sweep() -> int:
+    return sweep()

@@ -109,3 +109,22 @@ def test_rotation_accepts_the_previous_secret_too(client, settings):
 
 def test_only_post_is_allowed(client):
     assert client.get(URL).status_code == 405
+
+
+def test_the_sweep_queues_messages_whose_processing_never_finished(client, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webhooks import inbound
+
+    post(client, **headers(msg_id="msg_old"))
+    post(client, **headers(msg_id="msg_new"))
+    InboundWebhook.objects.filter(message_id="msg_old").update(
+        received_at=timezone.now() - timedelta(minutes=10)
+    )
+    queued: list[int] = []
+    monkeypatch.setattr(inbound, "_enqueue", queued.append)
+
+    assert inbound.inbound_webhook_sweep() == 1
+    assert queued == [InboundWebhook.objects.get(message_id="msg_old").pk]
