@@ -98,7 +98,7 @@ def publish_order(
 
 
 @functools.cache
-def _client(base_url: str, api_key: str, passphrase: str, per_minute: int) -> TrustlessWorkClient:
+def _client(*configuration: object) -> TrustlessWorkClient:
     return TrustlessWorkClient()
 
 
@@ -109,6 +109,9 @@ def tw_client() -> TrustlessWorkClient:
         settings.TRUSTLESS_WORK_API_KEY,
         settings.STELLAR_NETWORK_PASSPHRASE,
         settings.TRUSTLESS_WORK_RATE_LIMIT_PER_MINUTE,
+        settings.TRUSTLESS_WORK_CONNECT_TIMEOUT,
+        settings.TRUSTLESS_WORK_READ_TIMEOUT,
+        tuple(settings.TRUSTLESS_WORK_CONFIRM_DELAYS),
     )
 
 

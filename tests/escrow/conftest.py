@@ -1,10 +1,15 @@
-"""Escrow fixtures: a buyer and a seller of the test marketplace."""
+"""Escrow fixtures: a buyer and a seller, and the Trustless Work simulator on a real HTTP
+port with the settings pointing at it (as the embedded sandbox serves it)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 
 from orchestrator.models import Marketplace, MarketplaceUser
+from providers.sandbox.server import SandboxServer, build_app
+from providers.sandbox.trustless_work import DEFAULT_API_KEY, Config, TrustlessWorkSimulator
 
 
 @pytest.fixture
@@ -15,3 +20,36 @@ def buyer(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -
 @pytest.fixture
 def seller(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -> MarketplaceUser:
     return make_user(marketplace, "SELLER")
+
+
+@pytest.fixture
+def tw(settings: Any) -> Iterator[TrustlessWorkSimulator]:
+    """The simulator (checking every signature), served for this test only."""
+    sim = TrustlessWorkSimulator(
+        seed=11,
+        usdc_issuer=django_settings.STELLAR_USDC_ISSUER,
+        network_passphrase=django_settings.STELLAR_NETWORK_PASSPHRASE,
+        config=Config(rate_limit=False),
+    )
+    with SandboxServer(build_app({"/trustless-work": sim})) as server:
+        settings.TRUSTLESS_WORK_BASE_URL = f"{server.url}/trustless-work"
+        settings.TRUSTLESS_WORK_API_KEY = DEFAULT_API_KEY
+        settings.TRUSTLESS_WORK_RATE_LIMIT_PER_MINUTE = 100_000
+        settings.TRUSTLESS_WORK_READ_TIMEOUT = 2.0
+        settings.TRUSTLESS_WORK_CONFIRM_DELAYS = [0.0, 0.0, 0.0]
+        yield sim
+        sim.release_holds()
+
+
+@pytest.fixture
+def act(api: Any, django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
+    """POST to the API and run what it queued after commit (the chain steps), as the
+    embedded mode does before answering; returns the answer's JSON."""
+
+    def run(path: str, body: dict[str, Any] | None = None, status: int = 202) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post(f"/api/v1{path}", body or {}, format="json")
+        assert response.status_code == status, response.json()
+        return response.json()
+
+    return run
