@@ -30,7 +30,7 @@ from escrow.api.serializers import (
     ReleaseInput,
     ResolveDisputeInput,
 )
-from escrow.models import Dispute, Order
+from escrow.models import Dispute, Milestone, Order
 from escrow.selectors import dispute_get, dispute_list, order_get, order_list
 from escrow.services.disputes import dispute_assign, dispute_resolve
 from escrow.services.escrows import escrow_deploy, escrow_fund
@@ -176,8 +176,7 @@ class MilestoneCompleteApi(_Accepted):
         order = _order(self.marketplace(request), order_id)
         data = validated(CompleteMilestoneInput, request.data)
         milestone = milestone_complete(order=order, ref=ref, evidence=data.get("evidence", ""))
-        milestone.refresh_from_db()
-        return Response(MilestoneOutput(milestone).data, status=202)
+        return Response(MilestoneOutput(Milestone.objects.get(pk=milestone.pk)).data, status=202)
 
 
 class MilestoneApproveApi(_Accepted):
@@ -185,8 +184,7 @@ class MilestoneApproveApi(_Accepted):
     def post(self, request: Request, order_id: str, ref: str) -> Response:
         order = _order(self.marketplace(request), order_id)
         milestone = milestone_approve(order=order, ref=ref)
-        milestone.refresh_from_db()
-        return Response(MilestoneOutput(milestone).data, status=202)
+        return Response(MilestoneOutput(Milestone.objects.get(pk=milestone.pk)).data, status=202)
 
 
 class ReleaseApi(_Accepted):
