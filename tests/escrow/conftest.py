@@ -10,6 +10,8 @@ from django.conf import settings as django_settings
 from orchestrator.models import Marketplace, MarketplaceUser
 from providers.sandbox.server import SandboxServer, build_app
 from providers.sandbox.trustless_work import DEFAULT_API_KEY, Config, TrustlessWorkSimulator
+from tests.escrow.support import create_order, status
+from tests.providers.support import fund
 
 
 @pytest.fixture
@@ -53,3 +55,21 @@ def act(api: Any, django_capture_on_commit_callbacks: Any) -> Callable[..., Any]
         return response.json()
 
     return run
+
+
+@pytest.fixture
+def funded(api, act, buyer, seller, tw, marketplace):
+    """An order of `amount` in progress (escrow funded), with the given fee and milestones."""
+
+    def make(amount="120.00", fee_bps=0, milestones=None):
+        Marketplace.objects.filter(pk=marketplace.pk).update(platform_fee_bps=fee_bps)
+        marketplace.refresh_from_db()
+        fund(buyer, "1000.00")
+        extra = {"milestones": milestones} if milestones else {}
+        order_id = create_order(api, buyer, seller, amount=amount, **extra)
+        act(f"/orders/{order_id}/reserve", status=200)
+        act(f"/orders/{order_id}/escrow/fund")
+        assert status(order_id) == "IN_PROGRESS"
+        return order_id
+
+    return make

@@ -1,8 +1,12 @@
 """Helpers for escrow tests: driving an order through the API."""
 
+from decimal import Decimal
 from typing import Any
 
 from escrow.models import Order
+from ledger.selectors import available_balance
+from ledger.services import system_account
+from providers.models import StellarKey
 
 
 def create_order(api: Any, buyer: Any, seller: Any, amount: str = "120.00", **extra: Any) -> str:
@@ -27,3 +31,16 @@ def get_order(api: Any, order_id: str) -> dict[str, Any]:
 
 def status(order_id: str) -> str:
     return str(Order.objects.get(public_id=order_id).status)
+
+
+def usdc(marketplace, code):
+    account = system_account(marketplace_id=marketplace.pk, code=code, currency="USDC")
+    return available_balance(account=account).amount
+
+
+def stroops(amount) -> int:
+    return int(Decimal(amount) * 10_000_000)
+
+
+def wallet(user) -> str:
+    return StellarKey.objects.get(user=user).public_key

@@ -7,45 +7,12 @@ import pytest
 
 from escrow.models import Escrow, Milestone
 from ledger.models import JournalEntry
-from ledger.selectors import available_balance
-from ledger.services import system_account
-from orchestrator.models import Event, Marketplace
+from orchestrator.models import Event
 from providers.models import StellarKey
-from tests.escrow.support import create_order, get_order, status
-from tests.providers.support import balance, fund, ledger_ok
+from tests.escrow.support import create_order, get_order, stroops, usdc, wallet
+from tests.providers.support import balance, ledger_ok
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
-
-
-def usdc(marketplace, code):
-    account = system_account(marketplace_id=marketplace.pk, code=code, currency="USDC")
-    return available_balance(account=account).amount
-
-
-def stroops(amount) -> int:
-    return int(Decimal(amount) * 10_000_000)
-
-
-@pytest.fixture
-def funded(api, act, buyer, seller, tw, marketplace):
-    """An order of `amount` in progress (escrow funded), with the given fee and milestones."""
-
-    def make(amount="120.00", fee_bps=0, milestones=None):
-        Marketplace.objects.filter(pk=marketplace.pk).update(platform_fee_bps=fee_bps)
-        marketplace.refresh_from_db()
-        fund(buyer, "1000.00")
-        extra = {"milestones": milestones} if milestones else {}
-        order_id = create_order(api, buyer, seller, amount=amount, **extra)
-        act(f"/orders/{order_id}/reserve", status=200)
-        act(f"/orders/{order_id}/escrow/fund")
-        assert status(order_id) == "IN_PROGRESS"
-        return order_id
-
-    return make
-
-
-def wallet(user) -> str:
-    return StellarKey.objects.get(user=user).public_key
 
 
 def test_complete_approve_release_pays_the_seller_what_the_contract_paid(
