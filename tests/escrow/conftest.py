@@ -11,6 +11,9 @@ from orchestrator.models import Marketplace, MarketplaceUser
 from providers.sandbox.server import SandboxServer, build_app
 from providers.sandbox.trustless_work import DEFAULT_API_KEY, Config, TrustlessWorkSimulator
 from tests.escrow.support import create_order, status
+
+# The Airtm simulator's fixtures, for the end-to-end flows that top up and withdraw.
+from tests.providers.conftest import _airtm_env, airtm, airtm_live  # noqa: F401
 from tests.providers.support import fund
 
 
@@ -73,3 +76,43 @@ def funded(api, act, buyer, seller, tw, marketplace):
         return order_id
 
     return make
+
+
+@pytest.fixture
+def _tw_env(tw: TrustlessWorkSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the (yet to start) Celery worker's environment at the simulator, as `tw` points
+    this process's settings."""
+    for name in (
+        "TRUSTLESS_WORK_BASE_URL",
+        "TRUSTLESS_WORK_API_KEY",
+        "TRUSTLESS_WORK_RATE_LIMIT_PER_MINUTE",
+        "TRUSTLESS_WORK_READ_TIMEOUT",
+    ):
+        monkeypatch.setenv(name, str(getattr(django_settings, name)))
+    monkeypatch.setenv("TRUSTLESS_WORK_CONFIRM_DELAYS", "0,0,0")
+    monkeypatch.setenv("ESCROW_JANITOR_STALE_SECONDS", "0")
+    monkeypatch.setenv("ESCROW_LEASE_SECONDS", "3")
+
+
+@pytest.fixture
+def tw_live(_tw_env: None, celery_worker: Any, tw: TrustlessWorkSimulator) -> Any:
+    """The simulator, and a real Celery worker (on Redis) running the chain steps."""
+    return celery_worker
+
+
+@pytest.fixture
+def both_live(request: pytest.FixtureRequest) -> Any:
+    """Both simulators, and a worker whose environment points at both (set up in order)."""
+    for name in ("_airtm_env", "_tw_env", "celery_worker"):
+        request.getfixturevalue(name)
+    return request.getfixturevalue("airtm")
+
+
+@pytest.fixture
+def tw_live_patient(request: pytest.FixtureRequest, settings: Any) -> Any:
+    """`tw_live` with a worker that waits 30 s for Trustless Work's answers (so a test can
+    kill it while it waits)."""
+    request.getfixturevalue("tw")
+    settings.TRUSTLESS_WORK_READ_TIMEOUT = 30.0
+    request.getfixturevalue("_tw_env")
+    return request.getfixturevalue("celery_worker")
