@@ -5,13 +5,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from escrow.errors import DisputeNotFoundError, MilestoneNotFoundError, OrderNotFoundError
 from escrow.models import ChainStep, Dispute, Escrow, Milestone, Order
 from ledger.models import JournalEntry, Posting
-from orchestrator.models import AuditLog, Event, Marketplace
-from orchestrator.selectors import filtered
+from orchestrator.models import AuditLog, Event, Marketplace, MarketplaceUser
+from orchestrator.selectors import UserNotFoundError, filtered
 
 
 def _orders() -> QuerySet[Order]:
@@ -26,6 +26,26 @@ def order_get(*, marketplace: Marketplace, order_id: str) -> Order:
     if order is None:
         raise OrderNotFoundError("Order not found.", order_id=order_id)
     return order
+
+
+def order_ref(*, marketplace: Marketplace, order_id: str) -> Order:
+    """The order's row alone (for a service that locks and reads it again)."""
+    order = Order.objects.filter(marketplace=marketplace, public_id=order_id).only("pk").first()
+    if order is None:
+        raise OrderNotFoundError("Order not found.", order_id=order_id)
+    return order
+
+
+def users_get(*, marketplace: Marketplace, user_ids: list[str]) -> list[MarketplaceUser]:
+    """The users, in the order asked, in one query; UserNotFoundError names the first missing."""
+    found = {
+        user.public_id: user
+        for user in MarketplaceUser.objects.filter(marketplace=marketplace, public_id__in=user_ids)
+    }
+    for user_id in user_ids:
+        if user_id not in found:
+            raise UserNotFoundError("User not found.", user_id=user_id)
+    return [found[user_id] for user_id in user_ids]
 
 
 def order_list(
@@ -87,6 +107,18 @@ def dispute_list(
 # --- Timeline ----------------------------------------------------------------------------------
 
 
+def _references(order_id: str, milestone_refs: list[str]) -> list[str]:
+    """Every ledger reference an order's entries can have (escrow.services.postings): exact
+    values, so the lookup uses the (marketplace, reference) unique index."""
+    base = f"order:{order_id}"
+    found = [f"hold:{base}:place", f"{base}:cancel", f"{base}:escrow_funded"]
+    found += [f"{base}:escrow_funded:usdc"]
+    for kind in ("release", "refund", "resolution"):
+        found.append(f"{base}:{kind}")
+        found += [f"{base}:{kind}:{ref}" for ref in milestone_refs]
+    return found
+
+
 @dataclass(frozen=True)
 class TimelineItem:
     at: datetime
@@ -101,10 +133,12 @@ def order_timeline(*, order: Order) -> list[TimelineItem]:
     items: list[TimelineItem] = []
     ids = [order.public_id]
     escrow = Escrow.objects.filter(order=order).first()
-    dispute_ids = list(Dispute.objects.filter(order=order).values_list("public_id", flat=True))
+    refs = list(Milestone.objects.filter(order=order).values_list("ref", "public_id"))
+    ids += [public_id for _, public_id in refs]
+    ids += list(Dispute.objects.filter(order=order).values_list("public_id", flat=True))
     if escrow is not None:
         ids.append(escrow.public_id)
-    for row in AuditLog.objects.filter(object_id__in=ids + dispute_ids).order_by("id"):
+    for row in AuditLog.objects.filter(object_id__in=ids).order_by("id"):
         items.append(
             TimelineItem(
                 row.created_at,
@@ -119,14 +153,11 @@ def order_timeline(*, order: Order) -> list[TimelineItem]:
                 },
             )
         )
-    for event in Event.objects.filter(
-        Q(aggregate_id__in=ids + dispute_ids) | Q(payload__order_id=order.public_id)
-    ).order_by("id"):
+    for event in Event.objects.filter(aggregate_id__in=ids).order_by("id"):
         items.append(TimelineItem(event.created_at, "event", event.type, event.payload))
     entries = JournalEntry.objects.filter(
-        marketplace_id=order.marketplace_id, metadata__order_id=order.public_id
-    ) | JournalEntry.objects.filter(
-        marketplace_id=order.marketplace_id, reference__startswith=f"hold:order:{order.public_id}:"
+        marketplace_id=order.marketplace_id,
+        reference__in=_references(order.public_id, [ref for ref, _ in refs]),
     )
     for entry in entries.order_by("id"):
         postings = Posting.objects.filter(entry=entry).select_related("account")

@@ -31,7 +31,14 @@ from escrow.api.serializers import (
     ResolveDisputeInput,
 )
 from escrow.models import Dispute, Milestone, Order
-from escrow.selectors import dispute_get, dispute_list, order_get, order_list
+from escrow.selectors import (
+    dispute_get,
+    dispute_list,
+    order_get,
+    order_list,
+    order_ref,
+    users_get,
+)
 from escrow.services.disputes import dispute_assign, dispute_resolve
 from escrow.services.escrows import escrow_deploy, escrow_fund
 from escrow.services.milestones import milestone_approve, milestone_complete
@@ -41,7 +48,6 @@ from ledger.money import Money
 from orchestrator.api.pagination import paginate
 from orchestrator.api.views import ApiView, validated
 from orchestrator.models import Marketplace, Scope
-from orchestrator.selectors import user_get
 
 
 def _render_orders(rows: Sequence[Order]) -> list[Any]:
@@ -72,9 +78,10 @@ class OrderListCreateApi(ApiView):
             )
             for m in data.get("milestones", [])
         ]
-        buyer = user_get(marketplace=marketplace, user_id=data["buyer_id"])
-        seller = user_get(marketplace=marketplace, user_id=data["seller_id"])
-        order = order_create(
+        buyer, seller = users_get(
+            marketplace=marketplace, user_ids=[data["buyer_id"], data["seller_id"]]
+        )
+        order, created = order_create(
             marketplace=marketplace,
             buyer=buyer,
             seller=seller,
@@ -85,7 +92,8 @@ class OrderListCreateApi(ApiView):
             milestones=milestones or None,
             metadata=data.get("metadata"),
         )
-        return Response(_fresh(marketplace, order), status=201)
+        known = {"escrow": None, "milestones": created, "disputes": []}
+        return Response(OrderOutput(order, context=known).data, status=201)
 
     @extend_schema(parameters=[OrderListFilters], responses={200: OrderOutput(many=True)})
     def get(self, request: Request) -> Response:
@@ -110,9 +118,9 @@ class OrderReserveApi(ApiView):
 
     @extend_schema(request=None, responses={200: OrderOutput})
     def post(self, request: Request, order_id: str) -> Response:
-        marketplace = self.marketplace(request)
-        order = order_reserve(order=_order(marketplace, order_id))
-        return Response(_fresh(marketplace, order))
+        order = order_reserve(marketplace=self.marketplace(request), order_id=order_id)
+        # Reserved orders have no escrow nor dispute yet.
+        return Response(OrderOutput(order, context={"escrow": None, "disputes": []}).data)
 
 
 class OrderCancelApi(ApiView):
@@ -120,11 +128,10 @@ class OrderCancelApi(ApiView):
 
     @extend_schema(request=ReasonInput, responses={200: OrderOutput})
     def post(self, request: Request, order_id: str) -> Response:
-        marketplace = self.marketplace(request)
-        order = _order(marketplace, order_id)
+        order = order_ref(marketplace=self.marketplace(request), order_id=order_id)
         data = validated(ReasonInput, request.data)
         order = order_cancel(order=order, reason=data.get("reason", ""))
-        return Response(_fresh(marketplace, order))
+        return Response(OrderOutput(order, context={"disputes": []}).data)
 
 
 class OrderMilestonesApi(ApiView):

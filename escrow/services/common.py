@@ -18,11 +18,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from escrow.errors import OrderNotFoundError
 from escrow.events import ORDER_EVENTS, OrderEvent
 from escrow.models import Escrow, Order, order_snapshot
 from orchestrator.audit import audit_record
 from orchestrator.errors import InvalidStateError
 from orchestrator.events import publish
+from orchestrator.models import Marketplace
 from providers.clients.trustless_work import TrustlessWorkClient
 
 
@@ -35,6 +37,21 @@ def locked_order(pk: int) -> Order:
         .select_related("buyer", "seller", "marketplace")
         .get(pk=pk)
     )
+
+
+def locked_order_by_id(marketplace: Marketplace, order_id: str) -> Order:
+    """The marketplace's order `order_id`, locked (OrderNotFoundError if it has none)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("locked_order_by_id() must run inside a transaction.")
+    order = (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("buyer", "seller", "marketplace")
+        .filter(marketplace=marketplace, public_id=order_id)
+        .first()
+    )
+    if order is None:
+        raise OrderNotFoundError("Order not found.", order_id=order_id)
+    return order
 
 
 def require_state(order: Order, *allowed: str, action: str) -> None:
@@ -54,10 +71,12 @@ def move(
     *args: Any,
     reason: str = "",
     event: type[OrderEvent] | None = None,
+    escrow_id: str | None = None,
     **kwargs: Any,
 ) -> None:
     """Run an order transition, save, audit it and publish its event (in the caller's
-    transaction, the order row locked). `event` overrides the status's own event."""
+    transaction, the order row locked). `event` overrides the status's own event;
+    `escrow_id` saves looking the escrow up when the caller knows it ("" for none)."""
     before = order.status
     transition(*args, **kwargs)
     order.save()
@@ -70,13 +89,21 @@ def move(
         after=order_snapshot(order),
         reason=reason,
     )
-    publish_order(order, previous=before, reason=reason, event=event)
+    publish_order(order, previous=before, reason=reason, event=event, escrow_id=escrow_id)
 
 
 def publish_order(
-    order: Order, *, previous: str, reason: str = "", event: type[OrderEvent] | None = None
+    order: Order,
+    *,
+    previous: str,
+    reason: str = "",
+    event: type[OrderEvent] | None = None,
+    escrow_id: str | None = None,
 ) -> None:
-    escrow = Escrow.objects.filter(order=order).only("public_id").first()
+    if escrow_id is None:
+        escrow_id = (
+            Escrow.objects.filter(order=order).values_list("public_id", flat=True).first() or ""
+        )
     cls = event or ORDER_EVENTS[order.status]
     publish(
         cls(
@@ -88,7 +115,7 @@ def publish_order(
             amount=order.money,
             status=order.status,
             previous_status=previous,
-            escrow_id=escrow.public_id if escrow else "",
+            escrow_id=escrow_id,
             reason=reason,
         )
     )

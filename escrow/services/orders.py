@@ -15,7 +15,13 @@ from escrow.events import BalanceReleased, BalanceReserved, OrderCanceled
 from escrow.fees import MAX_PLATFORM_FEE_BPS
 from escrow.models import ChainStep, Escrow, Milestone, Order, order_snapshot
 from escrow.services import postings
-from escrow.services.common import locked_order, move, publish_order, require_state
+from escrow.services.common import (
+    locked_order,
+    locked_order_by_id,
+    move,
+    publish_order,
+    require_state,
+)
 from ledger.errors import InvalidCurrencyError
 from ledger.money import Money
 from orchestrator.audit import audit_record
@@ -46,8 +52,8 @@ def order_create(
     client_order_ref: str | None = None,
     milestones: list[MilestoneInput] | None = None,
     metadata: dict[str, Any] | None = None,
-) -> Order:
-    """Create an order in ORDER_CREATED with its milestones.
+) -> tuple[Order, list[Milestone]]:
+    """Create an order in ORDER_CREATED; returns it and its milestones.
 
     Without milestones the order gets one, `default`, for the whole amount (an escrow
     contract needs at least one). Two or more milestones make a multi-release escrow
@@ -84,7 +90,7 @@ def order_create(
                 metadata=metadata or {},
                 platform_fee_bps=marketplace.platform_fee_bps,
             )
-            Milestone.objects.bulk_create(
+            created = Milestone.objects.bulk_create(
                 Milestone(order=order, ref=m.ref, index=i, title=m.title, amount=m.amount.amount)
                 for i, m in enumerate(parts)
             )
@@ -95,7 +101,7 @@ def order_create(
                 marketplace_id=marketplace.pk,
                 after=order_snapshot(order),
             )
-            publish_order(order, previous="")
+            publish_order(order, previous="", escrow_id="")
     except IntegrityError:
         existing = Order.objects.filter(
             marketplace=marketplace, client_order_ref=client_order_ref
@@ -107,7 +113,7 @@ def order_create(
                 order_id=existing.public_id,
             ) from None
         raise
-    return order
+    return order, created
 
 
 def _check_milestones(parts: list[MilestoneInput], amount: Money) -> None:
@@ -132,18 +138,20 @@ def _check_milestones(parts: list[MilestoneInput], amount: Money) -> None:
         )
 
 
-def order_reserve(*, order: Order) -> Order:
+def order_reserve(*, marketplace: Marketplace, order_id: str) -> Order:
     """Reserve the order's amount in the buyer's balance: ORDER_CREATED -> FUNDS_RESERVED.
 
     Raises:
+        OrderNotFoundError: no such order in the marketplace.
         InvalidStateError: not in ORDER_CREATED (409, naming the current state).
         InsufficientFundsError: the buyer's available balance is short (422); nothing changed.
     """
     with transaction.atomic():
-        order = locked_order(order.pk)
+        # Found and locked in one statement: this is the hot path of order taking.
+        order = locked_order_by_id(marketplace, order_id)
         require_state(order, Order.Status.CREATED, action="reserve funds")
         order.hold = postings.reserve(order)
-        move(order, order.reserve)
+        move(order, order.reserve, escrow_id="")  # no escrow before funds are reserved
         publish(
             BalanceReserved(
                 marketplace_id=order.marketplace_id,
@@ -177,7 +185,14 @@ def order_cancel(*, order: Order, reason: str = "") -> Order:
             ChainStep.objects.filter(escrow=escrow, status=ChainStep.Status.PENDING).update(
                 status=ChainStep.Status.CANCELED
             )
-        move(order, order.cancel, reason, reason=reason or "canceled", event=OrderCanceled)
+        move(
+            order,
+            order.cancel,
+            reason,
+            reason=reason or "canceled",
+            event=OrderCanceled,
+            escrow_id=escrow.public_id if escrow else "",
+        )
         if reserved:
             publish(
                 BalanceReleased(
