@@ -205,7 +205,14 @@ def _run(step: ChainStep) -> bool:
     except (ProviderError, StellarKeyError) as exc:
         message = exc.message if isinstance(exc, ProviderError) else str(exc)
         return _wait(step, message)
-    _confirm(step, handler.confirm, result)
+    except Exception as exc:  # a bug or a misconfiguration: keep the step, say so, go on
+        logger.exception("Escrow step %s failed unexpectedly", step)
+        return _wait(step, f"internal error: {type(exc).__name__}")
+    try:
+        _confirm(step, handler.confirm, result)
+    except Exception as exc:  # the confirmation rolled back; the next run confirms again
+        logger.exception("Escrow step %s landed but could not be confirmed", step)
+        return _wait(step, f"confirmation failed: {type(exc).__name__}")
     return True
 
 
@@ -261,6 +268,7 @@ def _confirm(step: ChainStep, confirm: Confirm, result: TxResult) -> None:
         step.done_at = timezone.now()
         step.save()
         escrow.last_error = ""
+        escrow.needs_attention = False
         confirm(order, escrow, step, result)
         escrow.save()
 

@@ -142,3 +142,22 @@ def test_the_janitor_leaves_recent_steps_to_their_task(api, act, deployed, tw, s
 
     assert report.checked == 0
     assert status(deployed) == Order.Status.ESCROW_FUNDING
+
+
+def test_an_unexpected_error_keeps_the_step_for_later_and_the_request_answers(
+    api, act, deployed, tw, stale_now, monkeypatch
+):
+    def broken(address, amount):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("escrow.services.sandbox.ensure_usdc", broken)
+
+    answer = act(f"/orders/{deployed}/escrow/fund")
+    step = fund_step(deployed)
+    monkeypatch.undo()
+    escrow_janitor()
+
+    assert answer["status"] == "ESCROW_FUNDING"
+    assert step.last_error == "internal error: RuntimeError"
+    assert status(deployed) == Order.Status.IN_PROGRESS
+    assert not Escrow.objects.get(order__public_id=deployed).needs_attention
