@@ -9,6 +9,7 @@ from django.utils import timezone
 from escrow.models import ChainStep, Escrow, Order
 from escrow.services.janitor import escrow_janitor
 from escrow.services.steps import escrow_advance
+from ledger.models import JournalEntry
 from tests.escrow.support import create_order, get_order, status
 from tests.providers.support import balance, fund, ledger_ok
 
@@ -161,3 +162,43 @@ def test_an_unexpected_error_keeps_the_step_for_later_and_the_request_answers(
     assert step.last_error == "internal error: RuntimeError"
     assert status(deployed) == Order.Status.IN_PROGRESS
     assert not Escrow.objects.get(order__public_id=deployed).needs_attention
+
+
+def test_a_frozen_read_model_does_not_stop_the_flow(api, act, buyer, seller, tw, settings):
+    tw.configure(indexer_lag_seconds=None)  # reads that are not on chain see nothing new
+    fund(buyer, "500.00")
+    order_id = create_order(api, buyer, seller)
+    act(f"/orders/{order_id}/reserve", status=200)
+
+    act(f"/orders/{order_id}/escrow/fund")
+    for action in ("complete", "approve"):
+        act(f"/orders/{order_id}/milestones/default/{action}")
+    act(f"/orders/{order_id}/resolution/release")
+
+    assert status(order_id) == Order.Status.CLOSED
+    assert balance(seller) == {"available": "119.64"}
+    assert ledger_ok()
+
+
+def test_a_release_whose_answer_was_lost_pays_once(
+    api, act, deployed, seller, tw, stale_now, settings
+):
+    act(f"/orders/{deployed}/escrow/fund")
+    for action in ("complete", "approve"):
+        act(f"/orders/{deployed}/milestones/default/{action}")
+    settings.TRUSTLESS_WORK_CONFIRM_DELAYS = []
+    tw.add_fault("timeout_after_apply", path="send-transaction", hold_seconds=3)
+
+    act(f"/orders/{deployed}/resolution/release")
+    escrow = Escrow.objects.get(order__public_id=deployed)
+    assert tw.applied_count(escrow.contract_id, "release_funds") == 1
+    assert status(deployed) == Order.Status.RELEASE_REQUESTED
+    assert balance(seller) == {}
+    escrow_janitor()
+    escrow_janitor()
+
+    assert status(deployed) == Order.Status.CLOSED
+    assert tw.applied_count(escrow.contract_id, "release_funds") == 1
+    assert balance(seller) == {"available": "119.64"}
+    assert JournalEntry.objects.filter(reference=f"order:{deployed}:release").count() == 1
+    assert ledger_ok()
