@@ -53,7 +53,13 @@ from escrow.events import (
     OrderFundingFailed,
     OrderReleaseFailed,
 )
-from escrow.fees import Payout, release_payout, resolution_payout, to_stroops
+from escrow.fees import (
+    Payout,
+    platform_fee_percent,
+    release_payout,
+    resolution_payout,
+    to_stroops,
+)
 from escrow.models import ChainStep, Dispute, Escrow, Milestone, Order
 from escrow.services import postings, sandbox
 from escrow.services.common import lease, locked_order, move, tw_client
@@ -420,7 +426,7 @@ def _deploy_call(party: Party, escrow: Escrow, step: ChainStep, journal: TxJourn
             dispute_resolver=roles["dispute_resolver"],
             receiver=roles["receiver"],
         ),
-        platform_fee=Decimal(escrow.platform_fee_bps) / 100,
+        platform_fee=platform_fee_percent(escrow.platform_fee_bps),
         milestones=[
             MilestoneSpec(
                 description=m.title,
