@@ -210,6 +210,27 @@ def run_case(port: int, case: str, data: dict, clients: int, seconds: float) -> 
     }
 
 
+def round_trips(data: dict) -> tuple[int, int]:
+    """SQL statements one order and one transfer take, counted in this process."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {data['key']}", SERVER_NAME="localhost")
+    buyer, seller = data["buyers"][0], data["sellers"][0]
+    body = {"buyer_id": buyer[0], "seller_id": seller[0], "amount": "1.00", "title": "Count"}
+    with CaptureQueriesContext(connection) as order_queries:
+        created = client.post("/api/v1/orders", body, content_type="application/json")
+        client.post(f"/api/v1/orders/{created.json()['id']}/reserve")
+    with CaptureQueriesContext(connection) as transfer_queries:
+        client.post(
+            "/bench/transfer",
+            {"source": buyer[1], "destination": seller[1]},
+            content_type="application/json",
+        )
+    return len(order_queries), len(transfer_queries)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -266,6 +287,12 @@ def main() -> None:
     print(
         f"ratio orders/s / transfers/s: {ratio:.2f} (goal >= 0.6: {'met' if ratio >= 0.6 else 'NOT met'}); "
         f"order p95 <= 50 ms: {'met' if p95 <= 50 else 'NOT met'}"
+    )
+
+    pair, single = round_trips(data)
+    print(
+        f"database round trips: {pair} per order (create+reserve), {single} per transfer "
+        f"(plus 3 Redis round trips per API request for the rate limit)"
     )
 
     from ledger.integrity import ledger_verify
