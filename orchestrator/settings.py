@@ -145,6 +145,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "hold-expiry": {"task": "ledger.tasks.hold_expiry_sweep", "schedule": 30.0},
     "provider-janitor": {"task": "providers.tasks.provider_janitor", "schedule": 60.0},
     "inbound-webhook-sweep": {"task": "webhooks.tasks.inbound_webhook_sweep", "schedule": 300.0},
+    "escrow-janitor": {"task": "escrow.tasks.escrow_janitor", "schedule": 60.0},
     "ledger-verify-nightly": {
         "task": "ledger.tasks.ledger_verify_task",
         "schedule": crontab(hour=3, minute=0),
@@ -216,6 +217,23 @@ TRUSTLESS_WORK_CONFIRM_DELAYS = [
 ]
 if _LIVE and not TRUSTLESS_WORK_API_KEY:
     raise ImproperlyConfigured("PROVIDERS_MODE=live needs TRUSTLESS_WORK_API_KEY.")
+
+# --- Escrowed orders --------------------------------------------------------------------------
+# How long one process may talk to Trustless Work about an escrow before another may take
+# over (longer than the slowest client call with its retries and confirmations).
+ESCROW_LEASE_SECONDS = env.int("ESCROW_LEASE_SECONDS", default=300)
+# The escrow janitor re-reads escrows whose chain step has been waiting this long.
+ESCROW_JANITOR_STALE_SECONDS = env.int("ESCROW_JANITOR_STALE_SECONDS", default=60)
+# After this many failed tries a chain step is flagged for attention (it is still retried).
+ESCROW_STEP_ATTENTION_ATTEMPTS = env.int("ESCROW_STEP_ATTENTION_ATTEMPTS", default=10)
+# Who bears the contract's fees on money refunded to a buyer: "platform" (the buyer gets
+# back exactly what they paid) or "buyer".
+ESCROW_REFUND_FEES = env.str("ESCROW_REFUND_FEES", default="platform")
+if ESCROW_REFUND_FEES not in ("platform", "buyer"):
+    raise ImproperlyConfigured("ESCROW_REFUND_FEES must be 'platform' or 'buyer'.")
+# Sandbox only: create the escrow parties' accounts in the Trustless Work simulator and mint
+# test USDC to the treasury that funds escrows. Never in live mode.
+ESCROW_SANDBOX_PROVISIONING = not _LIVE and env.bool("ESCROW_SANDBOX_PROVISIONING", default=True)
 
 # --- Stellar: network and the key vault -------------------------------------------------------
 STELLAR_NETWORK_PASSPHRASE = env.str("STELLAR_NETWORK_PASSPHRASE", default="") or (

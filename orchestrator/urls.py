@@ -15,6 +15,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("orchestrator.api.urls")),
     path("", include("ledger.api.urls")),
     path("", include("providers.api.urls")),
+    path("", include("escrow.api.urls")),
     path("", include("webhooks.api.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),

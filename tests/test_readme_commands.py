@@ -87,6 +87,7 @@ def test_make_run_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None
         )
         balance = requests.get(f"{base}/api/v1/users/{user}/balance", headers=headers, timeout=10)
         topped_up, withdrawn = _top_up_and_withdraw(base, headers)
+        escrowed = _escrowed_order(base, headers)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
@@ -111,6 +112,10 @@ def test_make_run_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None
     # The reference flow's first and last steps against the Airtm sandbox.
     assert topped_up == {"status": "TOPUP_SUCCEEDED", "available": "500.00"}
     assert withdrawn == {"status": "WITHDRAWAL_COMPLETED", "available": "300.00"}
+    # The middle: an order escrowed on the Trustless Work sandbox and released (SQLite,
+    # tasks in-process, accounts and treasury USDC provisioned in the simulator): the seller
+    # gets 100 less Trustless Work's 0.3 % and the demo marketplace's 2.5 %.
+    assert escrowed == {"status": "CLOSED", "outcome": "RELEASED", "seller": "97.20"}
 
 
 def _top_up_and_withdraw(base: str, headers: dict[str, str]) -> tuple[dict[str, str], ...]:
@@ -149,6 +154,36 @@ def _top_up_and_withdraw(base: str, headers: dict[str, str]) -> tuple[dict[str, 
         {"status": topped.json()["status"], "available": after_topup},
         {"status": done.json()["status"], "available": _available(base, headers, user)},
     )
+
+
+def _escrowed_order(base: str, headers: dict[str, str]) -> dict[str, str]:
+    """Order $100 from the freelancer (topped up above), escrow it and release it."""
+
+    def post(path: str, body: dict[str, object] | None = None) -> dict[str, object]:
+        answer = requests.post(f"{base}/api/v1{path}", json=body or {}, headers=headers, timeout=60)
+        assert answer.status_code < 300, answer.text
+        result: dict[str, object] = answer.json()
+        return result
+
+    users = requests.get(f"{base}/api/v1/users", headers=headers, timeout=10).json()["data"]
+    buyer = next(u["id"] for u in users if u["external_user_id"] == "freelancer")
+    seller = str(post("/users", {"external_user_id": "designer"})["id"])
+    order = str(
+        post(
+            "/orders",
+            {"buyer_id": buyer, "seller_id": seller, "amount": "100.00", "title": "Logo"},
+        )["id"]
+    )
+    for step in ("reserve", "escrow", "escrow/fund", "milestones/default/complete"):
+        post(f"/orders/{order}/{step}")
+    post(f"/orders/{order}/milestones/default/approve")
+    post(f"/orders/{order}/resolution/release")
+    done = requests.get(f"{base}/api/v1/orders/{order}", headers=headers, timeout=10).json()
+    return {
+        "status": done["status"],
+        "outcome": done["outcome"],
+        "seller": _available(base, headers, seller),
+    }
 
 
 def _available(base: str, headers: dict[str, str], user: str) -> str:

@@ -18,6 +18,11 @@ Behaviour:
   read on chain. Only if the effect is absent is the *same signed envelope* sent again;
   it carries the same sequence number, so it can land at most once. A funding or release
   is therefore never submitted twice.
+- A caller that must survive a crash passes a `TxJournal`: the signed envelope is handed
+  to it before its first submission, and a later attempt given that envelope back settles
+  it first (looks for its effect, sends the same envelope again) and builds a new
+  transaction only once the old one has provably not landed and never can (its sequence
+  number was spent by another transaction, or its time bounds passed).
 - `status: "FAILED"` is a failure whatever the HTTP status. Errors map to
   providers.clients.errors: 429 -> ProviderRateLimitedError, 5xx and connection failures
   -> ProviderUnavailableError, timeouts -> ProviderTimeoutError, other 4xx ->
@@ -118,6 +123,19 @@ class _Expect:
     contract_id: str  # "" for a deploy (the factory's address is Trustless Work's)
     landed: Callable[[Escrow], bool]
     args: Callable[[list[Any]], bool] = lambda args: True
+
+
+@dataclass
+class TxJournal:
+    """Where a caller keeps one write's signed envelope between attempts.
+
+    `pending_xdr`: the envelope an earlier attempt signed (and may have sent), or "".
+    `on_signed(signed_xdr, tx_hash)` is called before a new envelope is first submitted;
+    it must store it durably (a crash right after it must not lose it).
+    """
+
+    pending_xdr: str = ""
+    on_signed: Callable[[str, str], None] = lambda signed_xdr, tx_hash: None
 
 
 class TrustlessWorkClient:
@@ -318,14 +336,24 @@ class TrustlessWorkClient:
 
     # --- Writes ---------------------------------------------------------------------------------
 
-    def deploy_single_release(self, request: DeployRequest, *, deployer: StellarKey) -> TxResult:
-        return self._deploy(request, deployer, SINGLE)
+    def deploy_single_release(
+        self, request: DeployRequest, *, deployer: StellarKey, journal: TxJournal | None = None
+    ) -> TxResult:
+        return self._deploy(request, deployer, SINGLE, journal)
 
-    def deploy_multi_release(self, request: DeployRequest, *, deployer: StellarKey) -> TxResult:
-        return self._deploy(request, deployer, MULTI)
+    def deploy_multi_release(
+        self, request: DeployRequest, *, deployer: StellarKey, journal: TxJournal | None = None
+    ) -> TxResult:
+        return self._deploy(request, deployer, MULTI, journal)
 
-    def _deploy(self, request: DeployRequest, deployer: StellarKey, kind: str) -> TxResult:
-        """Deploy, unless an escrow with this engagement id by this deployer already exists."""
+    def _deploy(
+        self, request: DeployRequest, deployer: StellarKey, kind: str, journal: TxJournal | None
+    ) -> TxResult:
+        """Deploy, unless an escrow with this engagement id by this deployer already exists.
+
+        An unindexed deploy is invisible to that lookup: pass a journal, so that a retry
+        finds the earlier transaction by its hash instead of deploying a second contract.
+        """
         body = request.as_json(signer=deployer.public_key, kind=kind)
         operation = f"deploy_{kind.replace('-', '_')}"
         existing = self._deployed(deployer.public_key, request.engagement_id)
@@ -346,14 +374,19 @@ class TrustlessWorkClient:
                 len(args) == 6 and _is(args[0], deployer) and args[3] == "initialize_escrow"
             ),
         )
-        unsigned = self._build("POST", f"/deployer/{kind}", body, operation)
-        self._check(unsigned, deployer.public_key, expect)
-        signed = sign_transaction_xdr(deployer, unsigned, self.network_passphrase)
-        answer, tx_hash, confirmed = self._submit(
-            signed,
-            expect,
-            find=lambda: self._deployed(deployer.public_key, request.engagement_id),
-        )
+
+        def find() -> Escrow | None:
+            return self._deployed(deployer.public_key, request.engagement_id)
+
+        settled = self._settle(journal, expect, find)
+        if settled is not None:
+            answer, tx_hash, confirmed = settled
+        else:
+            unsigned = self._build("POST", f"/deployer/{kind}", body, operation)
+            self._check(unsigned, deployer.public_key, expect)
+            signed = sign_transaction_xdr(deployer, unsigned, self.network_passphrase)
+            self._record(journal, signed)
+            answer, tx_hash, confirmed = self._submit(signed, expect, find=find)
         escrow_json = answer.get("escrow")
         escrow = Escrow.from_json(escrow_json) if isinstance(escrow_json, dict) else None
         if confirmed is not None:
@@ -379,7 +412,13 @@ class TrustlessWorkClient:
         return matches[0] if matches else None
 
     def fund_escrow(
-        self, *, contract_id: str, funder: StellarKey, amount: Decimal, escrow_type: str = SINGLE
+        self,
+        *,
+        contract_id: str,
+        funder: StellarKey,
+        amount: Decimal,
+        escrow_type: str = SINGLE,
+        journal: TxJournal | None = None,
     ) -> TxResult:
         """Move `amount` USDC from the funder's account into the escrow.
 
@@ -399,7 +438,7 @@ class TrustlessWorkClient:
             args=lambda args: len(args) == 3 and args[2] == stroops and _is(args[0], funder),
         )
         body = {"contractId": contract_id, "signer": funder.public_key, "amount": amount}
-        return self._write(escrow_type, "fund-escrow", body, funder, expect)
+        return self._write(escrow_type, "fund-escrow", body, funder, expect, journal)
 
     def change_milestone_status(
         self,
@@ -410,6 +449,7 @@ class TrustlessWorkClient:
         service_provider: StellarKey,
         new_evidence: str | None = None,
         escrow_type: str = SINGLE,
+        journal: TxJournal | None = None,
     ) -> TxResult:
         def landed(escrow: Escrow) -> bool:
             milestone = _nth(escrow, milestone_index)
@@ -431,7 +471,9 @@ class TrustlessWorkClient:
         if new_evidence is not None:
             body["newEvidence"] = new_evidence
         expect = _Expect("change_milestone_status", "change_milestone_status", contract_id, landed)
-        return self._write(escrow_type, "change-milestone-status", body, service_provider, expect)
+        return self._write(
+            escrow_type, "change-milestone-status", body, service_provider, expect, journal
+        )
 
     def approve_milestone(
         self,
@@ -440,6 +482,7 @@ class TrustlessWorkClient:
         milestone_index: int,
         approver: StellarKey,
         escrow_type: str = SINGLE,
+        journal: TxJournal | None = None,
     ) -> TxResult:
         def landed(escrow: Escrow) -> bool:
             milestone = _nth(escrow, milestone_index)
@@ -451,19 +494,30 @@ class TrustlessWorkClient:
             "approver": approver.public_key,
         }
         expect = _Expect("approve_milestone", "approve_milestone", contract_id, landed)
-        return self._idempotent_write(escrow_type, "approve-milestone", body, approver, expect)
+        return self._idempotent_write(
+            escrow_type, "approve-milestone", body, approver, expect, journal
+        )
 
-    def release_funds(self, *, contract_id: str, release_signer: StellarKey) -> TxResult:
+    def release_funds(
+        self, *, contract_id: str, release_signer: StellarKey, journal: TxJournal | None = None
+    ) -> TxResult:
         """Release a single-release escrow: fees to Trustless Work and the platform, the rest
         to the receiver."""
         body = {"contractId": contract_id, "releaseSigner": release_signer.public_key}
         expect = _Expect(
             "release_funds", "release_funds", contract_id, landed=lambda e: e.released or e.resolved
         )
-        return self._idempotent_write(SINGLE, "release-funds", body, release_signer, expect)
+        return self._idempotent_write(
+            SINGLE, "release-funds", body, release_signer, expect, journal
+        )
 
     def release_milestone_funds(
-        self, *, contract_id: str, milestone_index: int, release_signer: StellarKey
+        self,
+        *,
+        contract_id: str,
+        milestone_index: int,
+        release_signer: StellarKey,
+        journal: TxJournal | None = None,
     ) -> TxResult:
         def landed(escrow: Escrow) -> bool:
             milestone = _nth(escrow, milestone_index)
@@ -476,10 +530,12 @@ class TrustlessWorkClient:
         }
         expect = _Expect("release_milestone_funds", "release_milestone_funds", contract_id, landed)
         return self._idempotent_write(
-            MULTI, "release-milestone-funds", body, release_signer, expect
+            MULTI, "release-milestone-funds", body, release_signer, expect, journal
         )
 
-    def dispute_escrow(self, *, contract_id: str, signer: StellarKey) -> TxResult:
+    def dispute_escrow(
+        self, *, contract_id: str, signer: StellarKey, journal: TxJournal | None = None
+    ) -> TxResult:
         body = {"contractId": contract_id, "signer": signer.public_key}
         expect = _Expect(
             "dispute_escrow",
@@ -487,10 +543,15 @@ class TrustlessWorkClient:
             contract_id,
             landed=lambda e: e.disputed or e.resolved,
         )
-        return self._idempotent_write(SINGLE, "dispute-escrow", body, signer, expect)
+        return self._idempotent_write(SINGLE, "dispute-escrow", body, signer, expect, journal)
 
     def dispute_milestone(
-        self, *, contract_id: str, milestone_index: int, signer: StellarKey
+        self,
+        *,
+        contract_id: str,
+        milestone_index: int,
+        signer: StellarKey,
+        journal: TxJournal | None = None,
     ) -> TxResult:
         def landed(escrow: Escrow) -> bool:
             milestone = _nth(escrow, milestone_index)
@@ -502,7 +563,7 @@ class TrustlessWorkClient:
             "milestoneIndex": str(milestone_index),
         }
         expect = _Expect("dispute_milestone", "dispute_milestone", contract_id, landed)
-        return self._idempotent_write(MULTI, "dispute-milestone", body, signer, expect)
+        return self._idempotent_write(MULTI, "dispute-milestone", body, signer, expect, journal)
 
     def resolve_dispute(
         self,
@@ -510,6 +571,7 @@ class TrustlessWorkClient:
         contract_id: str,
         dispute_resolver: StellarKey,
         distributions: Sequence[Distribution],
+        journal: TxJournal | None = None,
     ) -> TxResult:
         """Pay out a disputed single-release escrow; the amounts must add up to its balance.
 
@@ -523,7 +585,9 @@ class TrustlessWorkClient:
             landed=lambda e: e.resolved,
             args=lambda args: len(args) == 3 and _same_map(args[2], distributions),
         )
-        return self._idempotent_write(SINGLE, "resolve-dispute", body, dispute_resolver, expect)
+        return self._idempotent_write(
+            SINGLE, "resolve-dispute", body, dispute_resolver, expect, journal
+        )
 
     def resolve_milestone_dispute(
         self,
@@ -532,6 +596,7 @@ class TrustlessWorkClient:
         milestone_index: int,
         dispute_resolver: StellarKey,
         distributions: Sequence[Distribution],
+        journal: TxJournal | None = None,
     ) -> TxResult:
         def landed(escrow: Escrow) -> bool:
             milestone = _nth(escrow, milestone_index)
@@ -547,7 +612,7 @@ class TrustlessWorkClient:
             args=lambda args: len(args) == 4 and _same_map(args[3], distributions),
         )
         return self._idempotent_write(
-            MULTI, "resolve-milestone-dispute", body, dispute_resolver, expect
+            MULTI, "resolve-milestone-dispute", body, dispute_resolver, expect, journal
         )
 
     def withdraw_remaining_funds(
@@ -573,26 +638,43 @@ class TrustlessWorkClient:
     # --- Build, check, sign, submit, confirm ----------------------------------------------------
 
     def _idempotent_write(
-        self, kind: str, action: str, body: dict[str, Any], key: StellarKey, expect: _Expect
+        self,
+        kind: str,
+        action: str,
+        body: dict[str, Any],
+        key: StellarKey,
+        expect: _Expect,
+        journal: TxJournal | None = None,
     ) -> TxResult:
         """A write whose effect is a flag: skipped when the chain already shows it."""
         before = self.get_escrow(expect.contract_id, signer=key.public_key)
         if expect.landed(before):
             return _done(expect.operation, expect.contract_id, before)
-        return self._write(kind, action, body, key, expect)
+        return self._write(kind, action, body, key, expect, journal)
 
     def _write(
-        self, kind: str, action: str, body: dict[str, Any], key: StellarKey, expect: _Expect
+        self,
+        kind: str,
+        action: str,
+        body: dict[str, Any],
+        key: StellarKey,
+        expect: _Expect,
+        journal: TxJournal | None = None,
     ) -> TxResult:
-        unsigned = self._build("POST", f"/escrow/{_kind(kind)}/{action}", body, expect.operation)
-        self._check(unsigned, key.public_key, expect)
-        signed = sign_transaction_xdr(key, unsigned, self.network_passphrase)
-
         def find() -> Escrow | None:
             escrow = self.get_escrow(expect.contract_id, signer=key.public_key)
             return escrow if expect.landed(escrow) else None
 
-        answer, tx_hash, confirmed = self._submit(signed, expect, find=find)
+        settled = self._settle(journal, expect, find)
+        if settled is not None:
+            answer, tx_hash, confirmed = settled
+        else:
+            path = f"/escrow/{_kind(kind)}/{action}"
+            unsigned = self._build("POST", path, body, expect.operation)
+            self._check(unsigned, key.public_key, expect)
+            signed = sign_transaction_xdr(key, unsigned, self.network_passphrase)
+            self._record(journal, signed)
+            answer, tx_hash, confirmed = self._submit(signed, expect, find=find)
         return TxResult(
             operation=expect.operation,
             contract_id=expect.contract_id,
@@ -601,6 +683,37 @@ class TrustlessWorkClient:
             escrow=confirmed,
             confirmed_by_lookup=confirmed is not None,
         )
+
+    def _record(self, journal: TxJournal | None, signed: str) -> None:
+        if journal is not None:
+            tx_hash = TransactionEnvelope.from_xdr(signed, self.network_passphrase).hash_hex()
+            journal.on_signed(signed, tx_hash)
+
+    def _settle(
+        self, journal: TxJournal | None, expect: _Expect, find: Callable[[], Escrow | None]
+    ) -> tuple[dict[str, Any], str, Escrow | None] | None:
+        """Settle the envelope an earlier attempt signed: its answer if it landed (now or
+        before), None if it has not and never can; ProviderError while that is unknown."""
+        if journal is None or not journal.pending_xdr:
+            return None
+        signed = journal.pending_xdr
+        tx_hash = TransactionEnvelope.from_xdr(signed, self.network_passphrase).hash_hex()
+        found = self._look_up(tx_hash, find)
+        if found is not None:
+            return {"status": "SUCCESS"}, tx_hash, found
+        try:
+            return self._submit(signed, expect, find=find)
+        except ProviderError as exc:
+            if _tx_code(exc) not in ("tx_bad_seq", "tx_too_late"):
+                raise
+        # Its sequence number is spent or its time is up: it is in a ledger or never will be.
+        found = self._look_up(tx_hash, find)
+        if found is not None:
+            return {"status": "SUCCESS"}, tx_hash, found
+        logger.info(
+            "Trustless Work %s tx %s never landed; building anew", expect.operation, tx_hash
+        )
+        return None
 
     def _build(self, method: str, path: str, body: dict[str, Any], operation: str) -> str:
         answer = self._safe_request(method, path, operation=f"build_{operation}", body=body)
@@ -668,6 +781,7 @@ class TrustlessWorkClient:
                         "to build it again.",
                         provider=PROVIDER,
                         outcome_unknown=False,
+                        reason_code="tx_too_late",
                         tx_hash=tx_hash,
                     ) from None
                 if not _uncertain(exc):

@@ -4,8 +4,14 @@
 default, `make run`) starts them on a thread beside the web server. Both get the same demo
 Airtm users, so a newcomer can top up (pay as payer@sandbox.test) and withdraw (to
 seller@sandbox.test) right away, and the same Svix-signed webhooks to our endpoint.
+
+Trustless Work is served under /trustless-work with this orchestrator's API key, network
+passphrase and USDC issuer, on a real clock, checking every signature. Escrow parties'
+accounts and the treasury's test USDC are provisioned through its control API by
+escrow.services.sandbox when an order needs them (sandbox mode only).
 """
 
+import zlib
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +19,7 @@ from django.conf import settings
 
 from providers.sandbox.airtm import AirtmSettings, AirtmSimulator
 from providers.sandbox.server import SandboxServer, build_app
+from providers.sandbox.trustless_work import TrustlessWorkSimulator
 
 DEMO_USERS: tuple[dict[str, Any], ...] = (
     {
@@ -56,8 +63,18 @@ class Sandboxes:
         )
         for user in DEMO_USERS:
             self.airtm.seed_user(**user)
+        self.trustless_work = TrustlessWorkSimulator(
+            seed=int(seed) if seed.isdigit() else zlib.crc32(seed.encode()),
+            api_keys=(settings.TRUSTLESS_WORK_API_KEY,),
+            network_passphrase=settings.STELLAR_NETWORK_PASSPHRASE,
+            usdc_issuer=settings.STELLAR_USDC_ISSUER,
+            clock="real",
+        )
         self.server = SandboxServer(
-            build_app({"/airtm": self.airtm}), host=host, port=port, access_log=access_log
+            build_app({"/airtm": self.airtm, "/trustless-work": self.trustless_work}),
+            host=host,
+            port=port,
+            access_log=access_log,
         )
 
     @property
@@ -71,6 +88,7 @@ class Sandboxes:
 
     def stop(self) -> None:
         self.airtm.close()
+        self.trustless_work.release_holds()
         self.server.stop()
 
     def describe(self) -> list[str]:
@@ -82,6 +100,9 @@ class Sandboxes:
             f"  Airtm checkout  {base}/airtm/payin/<payin id>",
             f"  Airtm control   {base}/airtm/__sandbox/  (stats, users, faults, clock...)",
             f"  Webhooks to     {self.webhook_url if has_webhooks else '(none: no secret)'}",
+            f"  Trustless Work  {base}/trustless-work  (x-api-key: TRUSTLESS_WORK_API_KEY; "
+            f"USDC issuer {self.trustless_work.usdc_issuer})",
+            f"  TW control      {base}/trustless-work/__sandbox/  (accounts, mint, faults...)",
             f"  Enterprise balance USD {ENTERPRISE_BALANCE}",
             "  Demo Airtm users:",
             *(

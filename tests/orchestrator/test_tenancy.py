@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from escrow.models import Dispute, Milestone, Order
 from orchestrator.models import AuditLog, Marketplace, MarketplaceUser
 from providers.models import TopUp, Withdrawal
 from tests.orchestrator.support import envelope, protected_routes, route_id
@@ -33,6 +34,29 @@ def _stranger_withdrawal(make_key, make_user, other: Marketplace) -> str:
     ).public_id
 
 
+def _stranger_order(make_key, make_user, other: Marketplace) -> str:
+    order = Order.objects.create(
+        marketplace=other,
+        buyer=make_user(other),
+        seller=make_user(other),
+        amount=Decimal("5"),
+        title="t",
+    )
+    Milestone.objects.create(order=order, ref="default", index=0, title="t", amount=order.amount)
+    return order.public_id
+
+
+def _stranger_milestone_ref(make_key, make_user, other: Marketplace) -> str:
+    return "default"  # another marketplace's order holds it; the order id decides
+
+
+def _stranger_dispute(make_key, make_user, other: Marketplace) -> str:
+    order = Order.objects.get(public_id=_stranger_order(make_key, make_user, other))
+    return Dispute.objects.create(
+        marketplace=other, order=order, opened_by="BUYER", reason="OTHER"
+    ).public_id
+
+
 # How to make another marketplace's object for each id parameter a route takes. A new route
 # with an id of a new kind fails below until its maker is added here.
 STRANGERS: dict[str, Callable[..., str]] = {
@@ -40,6 +64,9 @@ STRANGERS: dict[str, Callable[..., str]] = {
     "key_id": _stranger_key,
     "topup_id": _stranger_topup,
     "withdrawal_id": _stranger_withdrawal,
+    "order_id": _stranger_order,
+    "ref": _stranger_milestone_ref,
+    "dispute_id": _stranger_dispute,
 }
 
 ID_CALLS = [

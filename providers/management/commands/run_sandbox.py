@@ -1,7 +1,8 @@
 """Serve the provider simulators in the foreground, configured from Django settings.
 
 The embedded default (PROVIDERS_MODE=sandbox) points the Airtm client at
-"{SANDBOX_URL}/airtm/v2"; this command is what answers there. It seeds demo Airtm users
+"{SANDBOX_URL}/airtm/v2" and the Trustless Work client at "{SANDBOX_URL}/trustless-work";
+this command is what answers there. It seeds demo Airtm users
 so a newcomer can top up (pay as payer@sandbox.test) and withdraw (to seller@sandbox.test)
 right away, and sends Svix-signed webhooks to this orchestrator's Airtm webhook endpoint.
 """
@@ -14,7 +15,7 @@ from providers.sandbox.embedded import Sandboxes
 
 
 class Command(BaseCommand):
-    help = "Serve the Airtm sandbox simulator (and later Trustless Work) on one port."
+    help = "Serve the Airtm and Trustless Work sandbox simulators on one port."
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:

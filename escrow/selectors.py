@@ -1,0 +1,199 @@
+"""Reads of orders, milestones and disputes, always scoped by the caller's marketplace, and
+the order timeline the admin shows."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from escrow.errors import DisputeNotFoundError, MilestoneNotFoundError, OrderNotFoundError
+from escrow.models import ChainStep, Dispute, Escrow, Milestone, Order
+from ledger.models import JournalEntry, Posting
+from orchestrator.models import AuditLog, Event, Marketplace, MarketplaceUser
+from orchestrator.selectors import UserNotFoundError, filtered
+
+
+def _orders() -> QuerySet[Order]:
+    return Order.objects.select_related("buyer", "seller", "escrow").prefetch_related(
+        Prefetch("milestones", queryset=Milestone.objects.order_by("index")),
+        Prefetch("disputes", queryset=Dispute.objects.order_by("-id")),
+    )
+
+
+def order_get(*, marketplace: Marketplace, order_id: str) -> Order:
+    order = _orders().filter(marketplace=marketplace, public_id=order_id).first()
+    if order is None:
+        raise OrderNotFoundError("Order not found.", order_id=order_id)
+    return order
+
+
+def order_ref(*, marketplace: Marketplace, order_id: str) -> Order:
+    """The order's row alone (for a service that locks and reads it again)."""
+    order = Order.objects.filter(marketplace=marketplace, public_id=order_id).only("pk").first()
+    if order is None:
+        raise OrderNotFoundError("Order not found.", order_id=order_id)
+    return order
+
+
+def users_get(*, marketplace: Marketplace, user_ids: list[str]) -> list[MarketplaceUser]:
+    """The users, in the order asked, in one query; UserNotFoundError names the first missing."""
+    found = {
+        user.public_id: user
+        for user in MarketplaceUser.objects.filter(marketplace=marketplace, public_id__in=user_ids)
+    }
+    for user_id in user_ids:
+        if user_id not in found:
+            raise UserNotFoundError("User not found.", user_id=user_id)
+    return [found[user_id] for user_id in user_ids]
+
+
+def order_list(
+    *,
+    marketplace: Marketplace,
+    status: str | None = None,
+    buyer_id: str | None = None,
+    seller_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Order]:
+    return filtered(
+        _orders().filter(marketplace=marketplace),
+        status=status,
+        buyer__public_id=buyer_id,
+        seller__public_id=seller_id,
+        created_at__gte=created_after,
+        created_at__lt=created_before,
+    )
+
+
+def milestone_get(*, order: Order, ref: str) -> Milestone:
+    milestone = Milestone.objects.filter(order=order, ref=ref).first()
+    if milestone is None:
+        raise MilestoneNotFoundError("Milestone not found.", order_id=order.public_id, ref=ref)
+    return milestone
+
+
+def open_dispute(order: Order) -> Dispute | None:
+    return Dispute.objects.filter(order=order).exclude(status=Dispute.Status.RESOLVED).first()
+
+
+def _disputes() -> QuerySet[Dispute]:
+    return Dispute.objects.select_related("order", "order__buyer", "order__seller")
+
+
+def dispute_get(*, marketplace: Marketplace, dispute_id: str) -> Dispute:
+    dispute = _disputes().filter(marketplace=marketplace, public_id=dispute_id).first()
+    if dispute is None:
+        raise DisputeNotFoundError("Dispute not found.", dispute_id=dispute_id)
+    return dispute
+
+
+def dispute_list(
+    *,
+    marketplace: Marketplace,
+    status: str | None = None,
+    order_id: str | None = None,
+    opened_by: str | None = None,
+) -> QuerySet[Dispute]:
+    return filtered(
+        _disputes().filter(marketplace=marketplace),
+        status=status,
+        order__public_id=order_id,
+        opened_by=opened_by,
+    )
+
+
+# --- Timeline ----------------------------------------------------------------------------------
+
+
+def _references(order_id: str, milestone_refs: list[str]) -> list[str]:
+    """Every ledger reference an order's entries can have (escrow.services.postings): exact
+    values, so the lookup uses the (marketplace, reference) unique index."""
+    base = f"order:{order_id}"
+    found = [f"hold:{base}:place", f"{base}:cancel", f"{base}:escrow_funded"]
+    found += [f"{base}:escrow_funded:usdc"]
+    for kind in ("release", "refund", "resolution"):
+        found.append(f"{base}:{kind}")
+        found += [f"{base}:{kind}:{ref}" for ref in milestone_refs]
+    return found
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    at: datetime
+    kind: str  # "transition", "event", "ledger", "chain_step"
+    title: str
+    details: dict[str, Any]
+
+
+def order_timeline(*, order: Order) -> list[TimelineItem]:
+    """Everything that happened to an order, oldest first: status changes (audit rows),
+    domain events, ledger entries and the chain steps (with their transaction hashes)."""
+    items: list[TimelineItem] = []
+    ids = [order.public_id]
+    escrow = Escrow.objects.filter(order=order).first()
+    refs = list(Milestone.objects.filter(order=order).values_list("ref", "public_id"))
+    ids += [public_id for _, public_id in refs]
+    ids += list(Dispute.objects.filter(order=order).values_list("public_id", flat=True))
+    if escrow is not None:
+        ids.append(escrow.public_id)
+    for row in AuditLog.objects.filter(object_id__in=ids).order_by("id"):
+        items.append(
+            TimelineItem(
+                row.created_at,
+                "transition",
+                row.action,
+                {
+                    "object": row.object_id,
+                    "before": row.before,
+                    "after": row.after,
+                    "actor": f"{row.actor_kind}:{row.actor_id}",
+                    "reason": row.reason,
+                },
+            )
+        )
+    for event in Event.objects.filter(aggregate_id__in=ids).order_by("id"):
+        items.append(TimelineItem(event.created_at, "event", event.type, event.payload))
+    entries = JournalEntry.objects.filter(
+        marketplace_id=order.marketplace_id,
+        reference__in=_references(order.public_id, [ref for ref, _ in refs]),
+    )
+    for entry in entries.order_by("id"):
+        postings = Posting.objects.filter(entry=entry).select_related("account")
+        items.append(
+            TimelineItem(
+                entry.created_at,
+                "ledger",
+                entry.reference,
+                {
+                    "kind": entry.kind,
+                    "postings": [
+                        {
+                            "account": p.account.code
+                            or f"{p.account.user_public_id}.{p.account.kind}",
+                            "amount": str(p.amount),
+                            "currency": p.currency,
+                        }
+                        for p in postings
+                    ],
+                },
+            )
+        )
+    if escrow is not None:
+        for step in ChainStep.objects.filter(escrow=escrow).order_by("id"):
+            items.append(
+                TimelineItem(
+                    step.created_at,
+                    "chain_step",
+                    step.key,
+                    {
+                        "status": step.status,
+                        "tx_hash": step.tx_hash,
+                        "attempts": step.attempts,
+                        "last_error": step.last_error,
+                    },
+                )
+            )
+    items.sort(key=lambda item: item.at)
+    return items
