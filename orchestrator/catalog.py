@@ -59,11 +59,13 @@ def event_catalog() -> list[CatalogEntry]:
         event_type = cls.__dict__.get("type")
         if not isinstance(event_type, str) or event_type in found:
             continue
+        if cls.__module__.partition(".")[0] not in _PROJECT_APPS:
+            continue  # a test's probe, not part of the product
         hints = typing.get_type_hints(cls)
         found[event_type] = CatalogEntry(
             type=event_type,
             aggregate_type=str(getattr(cls, "aggregate_type", "")),
-            description=inspect.cleandoc(cls.__doc__ or "") if cls.__doc__ else "",
+            description=_description(cls),
             fields=tuple(
                 EventField(f.name, _type_name(hints.get(f.name, f.type)))
                 for f in dataclasses.fields(cls)
@@ -73,6 +75,13 @@ def event_catalog() -> list[CatalogEntry]:
             internal=bool(getattr(cls, "internal", False)),
         )
     return sorted(found.values(), key=lambda entry: entry.type)
+
+
+def _description(cls: type) -> str:
+    doc = cls.__dict__.get("__doc__") or ""
+    if doc.startswith(cls.__name__ + "("):  # the signature @dataclass writes when none is given
+        return ""
+    return inspect.cleandoc(doc)
 
 
 def _subclasses(cls: type) -> Iterable[type]:
