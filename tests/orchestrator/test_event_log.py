@@ -59,6 +59,7 @@ def test_backfill_after_an_event_pages_in_delivery_order(make_client, make_user,
     first = Event.objects.get(aggregate_id=users[0].public_id)
 
     start = position_of(marketplace_id=marketplace.pk, event_id=first.public_id)
+    assert start is not None
     wait_until(lambda: len(events_after(start, marketplace_id=marketplace.pk)) == 4)
 
     page = api.get("/api/v1/events/log", {"after": first.public_id, "limit": 2}).json()
@@ -89,6 +90,7 @@ def test_backfill_sees_committed_events_in_commit_safe_order(make_user, make_mar
     first = Event.objects.get(aggregate_id=users[0].public_id)
 
     start = position_of(marketplace_id=marketplace.pk, event_id=first.public_id)
+    assert start is not None
     # Settled once every transaction older than theirs has ended (other tests' included).
     wait_until(lambda: len(events_after(start, marketplace_id=marketplace.pk)) == 3)
     rows = events_after(start, marketplace_id=marketplace.pk, patterns=["user.*"])

@@ -29,7 +29,7 @@ def test_replay_of_one_delivery_sends_it_again_with_the_same_id(
     first, _, secret = delivered
     delivery = WebhookDelivery.objects.filter(
         endpoint=first, status=WebhookDelivery.Status.SUCCEEDED
-    ).first()
+    )[0]
     before = len(receiver.received)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -77,7 +77,7 @@ def test_replay_by_type_pattern_and_listing_by_status(api, delivered, receiver):
 
 def test_replay_to_a_disabled_endpoint_is_a_conflict(api, delivered):
     first, _, _ = delivered
-    delivery = WebhookDelivery.objects.filter(endpoint=first).first()
+    delivery = WebhookDelivery.objects.filter(endpoint=first)[0]
     api.patch(f"/api/v1/webhooks/endpoints/{first.public_id}", {"enabled": False}, format="json")
 
     response = api.post(f"/api/v1/webhooks/deliveries/{delivery.public_id}/replay")
