@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -50,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 GROUP = "outbox"
 BATCH = 500
+RETRY_FIRST = 0.02  # seconds before reading again for an announced event not yet settled
+AWAIT_SECONDS = 5.0  # how long an announced, unread event is read for eagerly
+RECENT_LIMIT = 20_000
 QUEUE_LIMIT = 10_000  # events waiting for one stream; past it the stream ends (resume)
 T = TypeVar("T")
 
@@ -96,15 +100,16 @@ def stream_response(request: HttpRequest, spec: StreamRequest) -> StreamingHttpR
 @receiver(domain_event, dispatch_uid="orchestrator.streams.wake")
 def _on_event(sender: type[DomainEvent], *, event: DomainEvent, record: Event, **kw: Any) -> None:
     if record.marketplace_id is not None:
-        transaction.on_commit(wake_streams)
+        transaction.on_commit(partial(wake_streams, int(record.pk)))
 
 
-def wake_streams() -> None:
-    """Tell the hub of this process and, through Redis, every other one to read the outbox."""
+def wake_streams(event_pk: int) -> None:
+    """Tell the hub of this process and, through Redis, every other one that the event
+    `event_pk` committed: they read the outbox until they have seen it."""
     hub = _hub
     if hub is not None:
-        hub.wake_threadsafe()
-    _publisher().request()
+        hub.wake_threadsafe(event_pk)
+    _publisher().request(event_pk)
 
 
 class _Publisher:
@@ -115,10 +120,13 @@ class _Publisher:
         self._pending = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._newest = 0  # the newest committed event not yet announced
 
-    def request(self) -> None:
+    def request(self, event_pk: int) -> None:
         if not _layer_is_shared():
             return
+        with self._lock:
+            self._newest = max(self._newest, event_pk)
         self._pending.set()
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
@@ -136,8 +144,11 @@ class _Publisher:
         while True:
             self._pending.wait()
             self._pending.clear()
+            with self._lock:
+                newest, self._newest = self._newest, 0
             try:
-                loop.run_until_complete(layer.group_send(GROUP, {"type": "outbox.wake"}))
+                message = {"type": "outbox.wake", "id": newest}
+                loop.run_until_complete(layer.group_send(GROUP, message))
             except Exception:  # Redis away: hubs still poll the outbox
                 logger.warning("SSE wake-up not published", exc_info=True)
                 time.sleep(1)
@@ -185,6 +196,11 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self._wake = asyncio.Event()
         self._ready = asyncio.Event()
+        # Event pks announced as committed and not read yet: while there are some, an older
+        # transaction still open holds them back, and the outbox is read again soon (with
+        # a growing delay) instead of at the next poll.
+        self._awaited: dict[int, float] = {}  # pk -> when announced
+        self._recent: dict[int, None] = {}  # pks read lately (an announcement may come late)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -195,8 +211,29 @@ class Hub:
     async def ready(self) -> None:
         await self._ready.wait()
 
-    def wake_threadsafe(self) -> None:
-        self.loop.call_soon_threadsafe(self._wake.set)
+    def wake_threadsafe(self, event_pk: int) -> None:
+        self.loop.call_soon_threadsafe(self.wake, event_pk)
+
+    def wake(self, event_pk: int) -> None:
+        if event_pk in self._recent:
+            return  # read already (this process's own announcement, echoed by Redis)
+        if event_pk:
+            self._awaited[event_pk] = time.monotonic()
+        self._wake.set()
+
+    def _unsettled(self) -> bool:
+        """Whether an announced event is still unread, announced less than AWAIT_SECONDS ago
+        (past that, the polls pick it up)."""
+        limit = time.monotonic() - AWAIT_SECONDS
+        for pk in [pk for pk, at in self._awaited.items() if at < limit]:
+            del self._awaited[pk]
+        return bool(self._awaited)
+
+    def _saw(self, event_pk: int) -> None:
+        self._awaited.pop(event_pk, None)
+        self._recent[event_pk] = None
+        if len(self._recent) > RECENT_LIMIT:
+            del self._recent[next(iter(self._recent))]
 
     def subscribe(self, spec: StreamRequest) -> Subscriber:
         subscriber = Subscriber(spec, self.position)
@@ -215,8 +252,8 @@ class Hub:
                 channel = await layer.new_channel()
                 await layer.group_add(GROUP, channel)
                 while True:
-                    await layer.receive(channel)
-                    self._wake.set()
+                    message = await layer.receive(channel)
+                    self.wake(int(message.get("id") or 0))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -232,10 +269,12 @@ class Hub:
                 logger.warning("SSE hub cannot read the outbox yet", exc_info=True)
                 await asyncio.sleep(1)
         self._ready.set()
-        poll = float(settings.SSE_POLL_SECONDS)
+        poll, retry = float(settings.SSE_POLL_SECONDS), RETRY_FIRST
         while True:
+            unsettled = self._unsettled()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=poll)
+                await asyncio.wait_for(self._wake.wait(), timeout=retry if unsettled else poll)
+            retry = min(retry * 2, poll) if unsettled and not self._wake.is_set() else RETRY_FIRST
             self._wake.clear()
             try:
                 await self._read()
@@ -248,6 +287,7 @@ class Hub:
             rows = await _db(events_after, self.position, limit=BATCH)
             for event in rows:
                 self.position = position(event)
+                self._saw(int(event.pk))
                 if event.marketplace_id is not None:
                     self._dispatch(event)
             if len(rows) < BATCH:

@@ -13,6 +13,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -119,6 +120,12 @@ class EventStreamApi(ApiView):
     """Server-Sent Events of the marketplace's events, as they commit."""
 
     required_scope = Scope.READ
+
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[BaseRenderer, str]:
+        # Clients ask for text/event-stream; errors before the stream starts are JSON.
+        return JSONRenderer(), JSONRenderer.media_type
 
     @extend_schema(
         parameters=[
