@@ -46,6 +46,7 @@ os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1")
 os.environ.setdefault("STELLAR_KEY_ENCRYPTION_KEYS", base64.b64encode(os.urandom(32)).decode())
 os.environ["WEBHOOK_TEST_MODE"] = "true"  # the receiver is on 127.0.0.1 over http
 QUEUE = f"bench-events-{os.getpid()}"
+CONNECTING = 20
 
 import django  # noqa: E402
 import psycopg  # noqa: E402
@@ -160,7 +161,15 @@ def start_uvicorn(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-async def _stream(port: int, key: str, lags: list[float], opened: list[int], expected: int) -> None:
+async def _stream(
+    port: int,
+    key: str,
+    lags: list[float],
+    opened: list[int],
+    expected: int,
+    connecting: asyncio.Semaphore,
+) -> None:
+    await connecting.acquire()  # released once the stream is open
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
@@ -184,6 +193,7 @@ async def _stream(port: int, key: str, lags: list[float], opened: list[int], exp
             block, buffer = buffer.split(b"\n\n", 1)
             if block.startswith(b"retry:"):
                 opened.append(1)
+                connecting.release()
                 continue
             for line in block.split(b"\n"):
                 if line.startswith(b"data: ") and b'"created_at"' in line:
@@ -199,8 +209,14 @@ def sse_clients(
     async def run() -> list[float]:
         lags: list[float] = []
         opened: list[int] = []
+        # Connections open CONNECTING at a time: each request's authentication holds a
+        # database connection while it runs (see README, "SSE"), and PostgreSQL here allows
+        # 100 clients for everything on the machine.
+        connecting = asyncio.Semaphore(CONNECTING)
         tasks = [
-            asyncio.create_task(_stream(ports[n % len(ports)], key, lags, opened, expected))
+            asyncio.create_task(
+                _stream(ports[n % len(ports)], key, lags, opened, expected, connecting)
+            )
             for n in range(streams)
         ]
         while len(opened) < streams:

@@ -37,7 +37,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
@@ -87,7 +87,14 @@ OPENING = b"retry: 2000\n: stream open\n\n"
 
 
 def stream_response(request: HttpRequest, spec: StreamRequest) -> StreamingHttpResponse:
-    body: Any = live_stream(spec) if isinstance(request, ASGIRequest) else polling_stream(spec)
+    if isinstance(request, ASGIRequest):
+        # Django would keep this request thread's connection until the stream ends (it
+        # closes connections when the response is closed): one connection per open stream.
+        # The stream reads through the hub's small shared pool instead.
+        connection.close()
+        body: Any = live_stream(spec)
+    else:
+        body = polling_stream(spec)
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
