@@ -113,9 +113,15 @@ def test_streams_see_only_their_marketplace_and_their_filters(servers, tenant, m
     mine, my_key = tenant()
     theirs, their_key = tenant()
     alice = make_user(mine)
-    everything = SseClient(f"{a.url}/api/v1/events", my_key).start()
-    users_only = SseClient(f"{b.url}/api/v1/events", my_key, types="user.*").start()
-    alices = SseClient(f"{a.url}/api/v1/events", my_key, user_id=alice.public_id).start()
+    # Streams without a cursor start at the newest settled event, which alice's may not be
+    # yet (another test's transaction may be open): resume after it to count exactly.
+    (after,) = event_ids([alice])
+    everything = SseClient(f"{a.url}/api/v1/events", my_key, cursor=after).start()
+    users_only = SseClient(f"{b.url}/api/v1/events", my_key, types="user.*", cursor=after)
+    users_only.start()
+    alices = SseClient(
+        f"{a.url}/api/v1/events", my_key, user_id=alice.public_id, cursor=after
+    ).start()
     stranger = SseClient(f"{b.url}/api/v1/events", their_key).start()
 
     noise(mine)
