@@ -27,9 +27,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +63,21 @@ def fresh_database() -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def receiver_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
-    return [b"ok"]
+class Receiver(BaseHTTPRequestHandler):
+    """A marketplace's receiver: reads the body, answers 200, keeps the connection alive."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        # One write: headers and body in separate packets meet delayed ACKs (40 ms stalls).
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+        )
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
@@ -100,14 +113,16 @@ def bench_deliveries(count: int, workers: int) -> None:
 
     from orchestrator.celery import app
     from orchestrator.services import marketplace_create, user_create
-    from providers.sandbox.server import SandboxServer
     from webhooks.models import WebhookDelivery
     from webhooks.outbound import endpoint_create
 
     app.conf.update(task_always_eager=False, task_default_queue=QUEUE)
     marketplace = marketplace_create(name="bench", slug=f"bench-{uuid.uuid4().hex[:8]}")
-    with SandboxServer(receiver_app) as receiver:
-        endpoint_create(marketplace=marketplace, url=f"{receiver.url}/hooks", event_types=["*"])
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hooks"
+    try:
+        endpoint_create(marketplace=marketplace, url=url, event_types=["*"])
         for start in range(0, count, 100):
             with transaction.atomic():
                 for n in range(start, min(count, start + 100)):
@@ -130,6 +145,8 @@ def bench_deliveries(count: int, workers: int) -> None:
         finally:
             for process in processes:
                 stop(process)
+    finally:
+        receiver.shutdown()
     measured = done.count() - first
     print(
         f"deliveries: {measured} in {elapsed:.2f} s once the worker(s) ran -> "
