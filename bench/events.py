@@ -85,13 +85,19 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
         [
             sys.executable,
             *("-m", "celery", "-A", "orchestrator", "worker", "-P", "solo", "-Q", QUEUE),
-            *("-l", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"),
+            *(
+                "-l",
+                os.environ.get("BENCH_WORKER_LOG", "WARNING"),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ),
             *("-n", f"{QUEUE}-{uuid.uuid4().hex[:6]}@%h"),
         ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=None if os.environ.get("BENCH_WORKER_LOG") else subprocess.DEVNULL,
         text=True,
         start_new_session=True,
     )
