@@ -201,6 +201,7 @@ def test_deliveries_are_written_in_the_events_transaction(make_endpoint, make_us
 
     assert seen_inside == [1]
     assert WebhookDelivery.objects.count() == 0
+    assert not Event.objects.filter(type="user.created").exists()
 
 
 def test_an_internal_event_makes_no_delivery(make_endpoint, marketplace):
