@@ -659,7 +659,11 @@ def deliveries_replay(deliveries: QuerySet[WebhookDelivery]) -> list[WebhookDeli
                 "claim_token",
             ],
         )
+        by_endpoint: dict[int, list[WebhookDelivery]] = {}
         for delivery in rows:
-            _audit(delivery.endpoint, "delivery_replayed", after={"delivery": delivery.public_id})
+            by_endpoint.setdefault(delivery.endpoint_id, []).append(delivery)
+        for group in by_endpoint.values():
+            replayed = [d.public_id for d in group]
+            _audit(group[0].endpoint, "delivery_replayed", after={"deliveries": replayed})
         transaction.on_commit(partial(_enqueue, [(d.pk, d.claim_token) for d in rows]))
     return rows

@@ -23,6 +23,7 @@ from orchestrator.catalog import parse_patterns, patterns_q
 from orchestrator.errors import ValidationFailedError
 from orchestrator.models import Event, Marketplace, Scope
 from orchestrator.outbox import Position, events_after, position_of, with_user_filter
+from orchestrator.streams import StreamRequest, stream_response
 
 
 class EventLogFilters(StrictSerializer):
@@ -142,8 +143,6 @@ class EventStreamApi(ApiView):
         """`text/event-stream`: one frame per event (`id:` the event id, `event:` its type,
         `data:` its JSON), a `ping` frame every 15 s. Resumes after `Last-Event-ID` (or
         `cursor`) from the outbox, then follows live; without either it starts now."""
-        from orchestrator.streams import StreamRequest, stream_response
-
         marketplace = self.marketplace(request)
         query = validated(EventStreamFilters, request.query_params.dict())
         resume_from = request.headers.get("Last-Event-ID") or query.get("cursor")

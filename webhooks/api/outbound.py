@@ -9,6 +9,7 @@ never again; an Idempotency-Key replay of that answer shows it redacted.
 from collections.abc import Sequence
 from typing import Any, cast
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -49,7 +50,7 @@ def endpoint_get(*, marketplace: Marketplace, endpoint_id: str) -> WebhookEndpoi
     return endpoint
 
 
-def deliveries_of(marketplace: Marketplace) -> Any:
+def deliveries_of(marketplace: Marketplace) -> QuerySet[WebhookDelivery]:
     return WebhookDelivery.objects.filter(endpoint__marketplace=marketplace).select_related(
         "endpoint", "event"
     )
@@ -59,7 +60,7 @@ def delivery_get(*, marketplace: Marketplace, delivery_id: str) -> WebhookDelive
     delivery = deliveries_of(marketplace).filter(public_id=delivery_id).first()
     if delivery is None:
         raise WebhookDeliveryNotFoundError("Webhook delivery not found.", delivery_id=delivery_id)
-    return cast(WebhookDelivery, delivery)
+    return delivery
 
 
 # --- Serializers ------------------------------------------------------------------------------
@@ -171,7 +172,9 @@ def render_deliveries(rows: Sequence[WebhookDelivery]) -> list[Any]:
     return list(DeliveryOutput(cast(Any, rows), many=True).data)
 
 
-def filtered_deliveries(marketplace: Marketplace, filters: dict[str, Any]) -> Any:
+def filtered_deliveries(
+    marketplace: Marketplace, filters: dict[str, Any]
+) -> QuerySet[WebhookDelivery]:
     rows = deliveries_of(marketplace)
     if filters.get("endpoint_id"):
         rows = rows.filter(
