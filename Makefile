@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev services lint typecheck check bench-ledger bench-events clean
+.PHONY: run test install install-dev services lint typecheck check bench-ledger clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -44,14 +44,15 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy .
 
+.PHONY: bench-events
+bench-events: install-dev services
+	$(BIN)/python bench/events.py
+
 check: lint typecheck
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 bench-ledger: install-dev services
 	$(BIN)/python bench/ledger.py
-
-bench-events: install-dev services
-	$(BIN)/python bench/events.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -140,12 +140,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "webhook-delivery-sweep": {"task": "webhooks.tasks.delivery_sweep", "schedule": 10.0},
     "idempotency-cleanup": {"task": "orchestrator.tasks.idempotency_cleanup", "schedule": 3600.0},
     "ledger-seal": {"task": "ledger.tasks.ledger_seal_task", "schedule": 5.0},
     "hold-expiry": {"task": "ledger.tasks.hold_expiry_sweep", "schedule": 30.0},
     "provider-janitor": {"task": "providers.tasks.provider_janitor", "schedule": 60.0},
     "inbound-webhook-sweep": {"task": "webhooks.tasks.inbound_webhook_sweep", "schedule": 300.0},
-    "webhook-delivery-sweep": {"task": "webhooks.tasks.delivery_sweep", "schedule": 10.0},
     "ledger-verify-nightly": {
         "task": "ledger.tasks.ledger_verify_task",
         "schedule": crontab(hour=3, minute=0),
