@@ -44,6 +44,10 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy .
 
+.PHONY: bench-events
+bench-events: install-dev services
+	$(BIN)/python bench/events.py
+
 check: lint typecheck
 	$(BIN)/python manage.py makemigrations --check --dry-run
 

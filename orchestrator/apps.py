@@ -9,6 +9,8 @@ class OrchestratorConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
+        import orchestrator.streams  # noqa: F401 - connects the SSE wake-up receiver
+
         # Register every app's Celery tasks in every process at start. Celery's lazy
         # autodiscovery left tasks whose module was first imported late (from a request
         # thread, after the app finalized) unregistered, so `task.delay()` raised

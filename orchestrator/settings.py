@@ -140,6 +140,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "webhook-delivery-sweep": {"task": "webhooks.tasks.delivery_sweep", "schedule": 10.0},
     "idempotency-cleanup": {"task": "orchestrator.tasks.idempotency_cleanup", "schedule": 3600.0},
     "ledger-seal": {"task": "ledger.tasks.ledger_seal_task", "schedule": 5.0},
     "hold-expiry": {"task": "ledger.tasks.hold_expiry_sweep", "schedule": 30.0},
@@ -261,6 +262,31 @@ if not DEBUG and (
         "STELLAR_KEY_ENCRYPTION_KEYS must be set (and not to the development key) when DEBUG "
         "is off."
     )
+
+# --- Outbound webhooks and SSE ---------------------------------------------------------------
+# Fernet keys (url-safe base64 of 32 bytes, comma separated) sealing endpoint secrets at rest;
+# the first seals, all open. Unset: one key derived from SECRET_KEY.
+WEBHOOK_SECRET_KEYS = [k.strip() for k in env.list("WEBHOOK_SECRET_KEYS", default=[]) if k.strip()]
+if not WEBHOOK_SECRET_KEYS:
+    from webhooks.secrets import derived_key
+
+    WEBHOOK_SECRET_KEYS = [derived_key(SECRET_KEY)]
+# Test mode lets endpoints use http and loopback/private addresses (refused otherwise: SSRF).
+WEBHOOK_TEST_MODE = env.bool("WEBHOOK_TEST_MODE", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=1024 * 1024)
+# Retries: exponential from the base, capped, with jitter, until the window has passed.
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOK_RETRY_MAX_DELAY_SECONDS", default=6 * 3600)
+WEBHOOK_RETRY_WINDOW_SECONDS = env.float("WEBHOOK_RETRY_WINDOW_SECONDS", default=3 * 86400)
+# An endpoint failing without a single success for this long is disabled.
+WEBHOOK_AUTO_DISABLE_SECONDS = env.float("WEBHOOK_AUTO_DISABLE_SECONDS", default=5 * 86400)
+# How long a queued or running delivery task owns its row; must exceed the timeout.
+WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
+WEBHOOK_ROTATION_OVERLAP_SECONDS = env.int("WEBHOOK_ROTATION_OVERLAP_SECONDS", default=86400)
+# SSE: a ping every so often; the outbox is read at least this often besides Redis wake-ups.
+SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
+SSE_POLL_SECONDS = env.float("SSE_POLL_SECONDS", default=1.0)
 
 # --- API --------------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)  # 1 MiB

@@ -30,3 +30,6 @@ else:
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING["root"] = {"handlers": ["console"], "level": "WARNING"}  # noqa: F405
+# Test receivers listen on 127.0.0.1 over http: allowed only in webhook test mode (the SSRF
+# tests turn it off).
+WEBHOOK_TEST_MODE = True

@@ -1,10 +1,11 @@
-"""Inbound webhook processing (thin wrappers around webhooks.inbound)."""
+"""Webhook tasks: inbound processing and outbound delivery (thin wrappers)."""
 
 from typing import Any
 
 from celery import Task, shared_task
 
 from providers.clients.errors import ProviderError
+from webhooks import outbound
 from webhooks.inbound import inbound_webhook_process as process
 from webhooks.inbound import inbound_webhook_sweep as sweep
 
@@ -26,3 +27,15 @@ def inbound_webhook_process(self: Task[Any, Any], *, webhook_id: int) -> str:
 @shared_task
 def inbound_webhook_sweep() -> int:
     return sweep()
+
+
+@shared_task(acks_late=True)
+def delivery_attempt(*, delivery_id: int, token: str) -> str:
+    """One attempt of an outbound delivery; retries are scheduled in the delivery row."""
+    return outbound.delivery_attempt(delivery_id=delivery_id, token=token)
+
+
+@shared_task
+def delivery_sweep() -> int:
+    """Queue the outbound deliveries that are due and owned by no task."""
+    return outbound.deliveries_sweep()

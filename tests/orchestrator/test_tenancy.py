@@ -9,8 +9,23 @@ from escrow.models import Dispute, Milestone, Order
 from orchestrator.models import AuditLog, Marketplace, MarketplaceUser
 from providers.models import TopUp, Withdrawal
 from tests.orchestrator.support import envelope, protected_routes, route_id
+from webhooks.models import WebhookDelivery
+from webhooks.outbound import endpoint_create
 
 pytestmark = pytest.mark.django_db
+
+
+def _stranger_endpoint(make_key, make_user, other: Marketplace) -> str:
+    endpoint, _ = endpoint_create(
+        marketplace=other, url="https://hooks.example.com/in", event_types=["*"]
+    )
+    return endpoint.public_id
+
+
+def _stranger_delivery(make_key, make_user, other: Marketplace) -> str:
+    endpoint_id = _stranger_endpoint(make_key, make_user, other)
+    make_user(other)  # its user.created event makes a delivery to the endpoint
+    return WebhookDelivery.objects.get(endpoint__public_id=endpoint_id).public_id
 
 
 def _stranger_user(make_key, make_user, other: Marketplace) -> str:
@@ -60,6 +75,8 @@ def _stranger_dispute(make_key, make_user, other: Marketplace) -> str:
 # How to make another marketplace's object for each id parameter a route takes. A new route
 # with an id of a new kind fails below until its maker is added here.
 STRANGERS: dict[str, Callable[..., str]] = {
+    "endpoint_id": _stranger_endpoint,
+    "delivery_id": _stranger_delivery,
     "user_id": _stranger_user,
     "key_id": _stranger_key,
     "topup_id": _stranger_topup,
