@@ -1,6 +1,11 @@
 """Ledger throughput benchmark (PostgreSQL).
 
-    .venv/bin/python bench/ledger.py [--seconds 5] [--workers 1,4,16]
+    .venv/bin/python bench/ledger.py [--seconds 5] [--workers 1,4,16] [--database URL]
+
+The scratch database (dropped and recreated each run) is --database, else $BENCH_DATABASE_URL,
+else postgres://postgres@127.0.0.1:5432/offerhub_bench; its name must start with
+offerhub_bench. $DATABASE_URL is ignored, so exporting it for the tests never points the
+benchmark (and its DROP DATABASE) at the test or development database.
 
 Prints transfers/s, p50/p95 latency and errors through the ledger services at 1, 4 and 16
 concurrent worker processes, for three shapes of traffic:
@@ -29,7 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-DB_URL = os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/offerhub_bench")
+DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/offerhub_bench")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 os.environ["LEDGER_SEAL_ON_COMMIT"] = "false"  # sealing is measured separately, as in production
 os.environ.setdefault("DEBUG", "false")  # production settings: no query logging
@@ -40,6 +45,12 @@ import django  # noqa: E402
 import psycopg  # noqa: E402
 
 USERS, HOT_USERS, FUNDS = 200, 10, Decimal("100000000")
+
+
+def _use_database(url: str) -> None:
+    """Point this process (and the workers it forks) at the scratch database `url`."""
+    global DB_URL
+    DB_URL = os.environ["DATABASE_URL"] = url
 
 
 def fresh_database() -> None:
@@ -201,7 +212,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", default="1,4,16")
+    parser.add_argument("--database", default=DB_URL, help="scratch database URL (offerhub_bench*)")
     args = parser.parse_args()
+    _use_database(args.database)
     levels = [int(w) for w in args.workers.split(",")]
 
     fresh_database()
