@@ -1,6 +1,7 @@
 """Ledger throughput benchmark (PostgreSQL).
 
     .venv/bin/python bench/ledger.py [--seconds 5] [--workers 1,4,16] [--database URL]
+        [--rounds 1] [--cases uniform,hot,system,raw-sql,raw+event] [--warmup 1]
 
 The scratch database (dropped and recreated each run) is --database, else $BENCH_DATABASE_URL,
 else postgres://postgres@127.0.0.1:5432/offerhub_bench; its name must start with
@@ -17,7 +18,9 @@ concurrent worker processes, for three shapes of traffic:
 
 and the same uniform transfer written as raw SQL through psycopg ("raw-sql": lock, check,
 entry, postings, balances; "raw+event": the same plus the outbox event row the service also
-writes), with the ratios service / raw. Entries are sealed into the hash chain afterwards (as Celery beat does in
+writes), with the ratios service / raw. All cases at one concurrency run back to back
+(then the next concurrency), so each ratio compares figures taken under the same load from
+whatever else shares the machine; --rounds N repeats everything and reports medians. Entries are sealed into the hash chain afterwards (as Celery beat does in
 production, outside the posting transaction); the seal rate and a full verify_ledger follow.
 """
 
@@ -183,6 +186,24 @@ def _raw_worker(
     out.put((latencies, errors))
 
 
+def _print_row(name: str, workers: int, r: dict[str, float]) -> None:
+    print(
+        f"{name:<10}{workers:>8}{r['tps']:>14.0f}{r['p50']:>10.2f}{r['p95']:>10.2f}"
+        f"{r['errors']:>8.0f}",
+        flush=True,
+    )
+
+
+def _median(results: list[dict[str, float]]) -> dict[str, float]:
+    """Per figure, the median over rounds; errors are summed (the goal is zero in every run)."""
+    return {
+        key: sum(r[key] for r in results)
+        if key == "errors"
+        else statistics.median(r[key] for r in results)
+        for key in results[0]
+    }
+
+
 def run(
     worker: Callable[..., None], shape: str, ids: dict[str, list[int]], workers: int, seconds: float
 ) -> dict[str, float]:
@@ -206,6 +227,18 @@ def run(
     }
 
 
+CASES: dict[str, tuple[Callable[..., None], str]] = {
+    "uniform": (_service_worker, "uniform"),
+    "hot": (_service_worker, "hot"),
+    "system": (_service_worker, "system"),
+    "raw-sql": (_raw_worker, "uniform"),
+    "raw+event": (_raw_worker, "with-event"),
+}
+
+
+Figures = dict[tuple[str, int], dict[str, float]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -213,32 +246,65 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", default="1,4,16")
     parser.add_argument("--database", default=DB_URL, help="scratch database URL (offerhub_bench*)")
+    parser.add_argument("--cases", default=",".join(CASES), help="a subset, for quick comparisons")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat every case; the summary shows medians"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds of unreported uniform traffic first"
+    )
     args = parser.parse_args()
     _use_database(args.database)
     levels = [int(w) for w in args.workers.split(",")]
+    names = [name.strip() for name in args.cases.split(",")]
 
     fresh_database()
     django.setup()
     ids = setup()
-    print(f"PostgreSQL {DB_URL}; {os.cpu_count()} CPUs; {args.seconds:g} s per case\n")
-    print(f"{'case':<10}{'workers':>8}{'transfers/s':>14}{'p50 ms':>10}{'p95 ms':>10}{'errors':>8}")
-    figures: dict[tuple[str, int], dict[str, float]] = {}
-    cases = (
-        ("uniform", _service_worker, "uniform"),
-        ("hot", _service_worker, "hot"),
-        ("system", _service_worker, "system"),
-        ("raw-sql", _raw_worker, "uniform"),
-        ("raw+event", _raw_worker, "with-event"),
+    print(f"PostgreSQL {DB_URL}; {os.cpu_count()} CPUs; {args.seconds:g} s per case")
+    # The first seconds on a fresh database run slower (cold caches, autovacuum after the
+    # setup), whichever case comes first; they are not reported.
+    if args.warmup > 0:
+        run(_service_worker, "uniform", ids, 1, args.warmup)
+    figures = _run_cases(names, levels, ids, args.seconds, args.rounds)
+    _print_ratios(figures, levels)
+    _seal_and_verify()
+    _print_goals(figures, levels)
+
+
+def _run_cases(
+    names: list[str], levels: list[int], ids: dict[str, list[int]], seconds: float, rounds: int
+) -> Figures:
+    """Every case at every concurrency, `rounds` times; the median figures per case.
+
+    Cases at one concurrency run back to back, so the service and raw-SQL figures that form
+    a ratio are measured under the same load from whatever else shares the machine.
+    """
+    print(
+        f"\n{'case':<10}{'workers':>8}{'transfers/s':>14}{'p50 ms':>10}{'p95 ms':>10}{'errors':>8}"
     )
-    for name, worker, shape in cases:
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for _ in range(rounds):
         for n in levels:
-            figures[(name, n)] = r = run(worker, shape, ids, n, args.seconds)
-            print(
-                f"{name:<10}{n:>8}{r['tps']:>14.0f}{r['p50']:>10.2f}{r['p95']:>10.2f}"
-                f"{r['errors']:>8.0f}"
-            )
+            for name in names:
+                worker, shape = CASES[name]
+                r = run(worker, shape, ids, n, seconds)
+                runs.setdefault((name, n), []).append(r)
+                _print_row(name, n, r)
+    figures = {key: _median(results) for key, results in runs.items()}
+    if rounds > 1:
+        print(f"\nmedian of {rounds} rounds (errors: total)")
+        for name in names:
+            for n in levels:
+                _print_row(name, n, figures[(name, n)])
+    return figures
+
+
+def _print_ratios(figures: Figures, levels: list[int]) -> None:
     print()
     for n in levels:
+        if not {("uniform", n), ("raw-sql", n), ("raw+event", n)} <= figures.keys():
+            continue
         service = figures[("uniform", n)]["tps"]
         bare = service / max(figures[("raw-sql", n)]["tps"], 1e-9)
         like = service / max(figures[("raw+event", n)]["tps"], 1e-9)
@@ -247,6 +313,8 @@ def main() -> None:
             f" {like:.2f} against ledger rows + the outbox event the service also writes"
         )
 
+
+def _seal_and_verify() -> None:
     from ledger.integrity import ledger_seal, ledger_verify
 
     started = time.perf_counter()
@@ -262,8 +330,11 @@ def main() -> None:
     )
     for problem in report.problems[:10]:
         print("  ", problem)
+
+
+def _print_goals(figures: Figures, levels: list[int]) -> None:
     goal = figures.get(("uniform", 4))
-    if goal:
+    if goal and ("raw-sql", 4) in figures and all(("hot", n) in figures for n in levels):
         ratio = goal["tps"] / max(figures[("raw-sql", 4)]["tps"], 1e-9)  # the stricter ratio
         print(
             f"\ngoals: uniform@4 >= 1000/s: {goal['tps']:.0f} ({'met' if goal['tps'] >= 1000 else 'NOT met'}); "

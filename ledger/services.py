@@ -7,8 +7,9 @@ same reference returns the first result without moving money again.
 Locking: bounded (user) accounts are locked with SELECT ... FOR UPDATE in ascending id
 order, so two entries over the same accounts queue instead of deadlocking, and the funds
 check happens under the lock. Unbounded system accounts are never locked; each entry adds
-to one randomly chosen shard row with an atomic increment, so a busy clearing or fee account
-is not a queue every payment waits in.
+to one of their shard rows with an atomic increment, on PostgreSQL one that no concurrent
+entry holds (SKIP LOCKED), so a busy clearing or fee account is not a queue every payment
+waits in. The statements themselves are in ledger.sql.
 """
 
 import secrets

@@ -42,7 +42,7 @@ _POSTING = Posting._meta.db_table
 _POST_ENTRY = (
     "SELECT status, entry_id, event_id, short_account, short_balance FROM ledger_post_entry("
     "%s::bigint, %s::text, %s::text, %s::text, %s::text, %s::jsonb, %s::timestamptz,"
-    " %s::bigint[], %s::numeric[], %s::text[], %s::integer,"
+    " %s::bigint[], %s::numeric[], %s::text[],"
     " %s::text, %s::text, %s::text, %s::text, %s::jsonb, %s::jsonb, %s::text, %s::timestamptz)"
 )
 
@@ -92,7 +92,6 @@ def _post_entry_function(
         [leg.account.pk for leg in legs],
         [leg.amount for leg in legs],
         [leg.account.currency for leg in legs],
-        SHARDS,
         event.public_id,
         event.type,
         event.aggregate_type,

@@ -21,15 +21,23 @@ POST_ENTRY = """
 CREATE OR REPLACE FUNCTION ledger_post_entry(
     p_marketplace_id bigint, p_public_id text, p_reference text, p_kind text, p_memo text,
     p_metadata jsonb, p_created_at timestamptz,
-    p_accounts bigint[], p_amounts numeric[], p_currencies text[], p_shards integer,
+    p_accounts bigint[], p_amounts numeric[], p_currencies text[],
     p_event_public_id text, p_event_type text, p_event_aggregate_type text,
     p_event_aggregate_id text, p_event_user_ids jsonb, p_event_payload jsonb,
     p_event_request_id text, p_event_created_at timestamptz,
     OUT status text, OUT entry_id bigint, OUT event_id bigint,
     OUT short_account bigint, OUT short_balance numeric
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql
+-- Plan each statement once per session. With custom plans (the default) PostgreSQL planned
+-- them anew on every call, because a plan for the actual arrays looks cheaper than one for
+-- arrays of unknown length; that planning was most of the function's time.
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     v_locked bigint[];
+    v_account bigint;
+    v_delta numeric;
+    v_shard bigint;
 BEGIN
     -- Bounded accounts, locked in ascending id order: entries over the same accounts queue
     -- instead of deadlocking. Unbounded (system) accounts are never locked.
@@ -86,16 +94,29 @@ BEGIN
     ) AS d
     WHERE a.id = d.account_id AND a.id = ANY(v_locked) AND d.delta <> 0;
 
-    -- No lock and no read: an atomic increment of one random shard per system account.
-    -- (random() sits in the grouped subquery, so it is drawn once per account.)
-    UPDATE ledger_accountshard AS s SET balance = s.balance + d.delta
-    FROM (
-        SELECT account_id, sum(amount) AS delta, floor(random() * p_shards)::integer AS shard
+    -- System accounts, in ascending id order: an atomic increment of one shard row that no
+    -- concurrent entry holds (SKIP LOCKED), picked at random, so a busy clearing or fee
+    -- account is never a queue. Only when every shard is held does this wait, for one.
+    FOR v_account, v_delta IN
+        SELECT account_id, sum(amount)
         FROM unnest(p_accounts, p_amounts) AS leg(account_id, amount)
+        WHERE NOT account_id = ANY(v_locked)
         GROUP BY account_id
-    ) AS d
-    WHERE s.account_id = d.account_id AND s.shard = d.shard
-      AND NOT d.account_id = ANY(v_locked) AND d.delta <> 0;
+        HAVING sum(amount) <> 0
+        ORDER BY account_id
+    LOOP
+        SELECT id INTO v_shard FROM ledger_accountshard WHERE account_id = v_account
+        ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF v_shard IS NULL THEN
+            SELECT id INTO v_shard FROM ledger_accountshard WHERE account_id = v_account
+            ORDER BY random() LIMIT 1 FOR UPDATE;
+        END IF;
+        IF v_shard IS NULL THEN
+            RAISE EXCEPTION 'ledger account % has no balance shards', v_account
+                USING ERRCODE = 'check_violation';
+        END IF;
+        UPDATE ledger_accountshard SET balance = balance + v_delta WHERE id = v_shard;
+    END LOOP;
 
     -- The outbox event, in the same transaction as the money it reports.
     INSERT INTO orchestrator_event
@@ -112,7 +133,7 @@ END $$;
 
 DROP = """
 DROP FUNCTION IF EXISTS ledger_post_entry(
-    bigint, text, text, text, text, jsonb, timestamptz, bigint[], numeric[], text[], integer,
+    bigint, text, text, text, text, jsonb, timestamptz, bigint[], numeric[], text[],
     text, text, text, text, jsonb, jsonb, text, timestamptz
 );
 """
