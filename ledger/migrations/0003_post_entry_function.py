@@ -97,26 +97,28 @@ BEGIN
     -- System accounts, in ascending id order: an atomic increment of one shard row that no
     -- concurrent entry holds (SKIP LOCKED), picked at random, so a busy clearing or fee
     -- account is never a queue. Only when every shard is held does this wait, for one.
-    FOR v_account, v_delta IN
-        SELECT account_id, sum(amount)
-        FROM unnest(p_accounts, p_amounts) AS leg(account_id, amount)
-        WHERE NOT account_id = ANY(v_locked)
-        GROUP BY account_id
-        HAVING sum(amount) <> 0
-        ORDER BY account_id
-    LOOP
-        SELECT id INTO v_shard FROM ledger_accountshard WHERE account_id = v_account
-        ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
-        IF v_shard IS NULL THEN
+    IF NOT p_accounts <@ v_locked THEN  -- a transfer between users has none: no query
+        FOR v_account, v_delta IN
+            SELECT account_id, sum(amount)
+            FROM unnest(p_accounts, p_amounts) AS leg(account_id, amount)
+            WHERE NOT account_id = ANY(v_locked)
+            GROUP BY account_id
+            HAVING sum(amount) <> 0
+            ORDER BY account_id
+        LOOP
             SELECT id INTO v_shard FROM ledger_accountshard WHERE account_id = v_account
-            ORDER BY random() LIMIT 1 FOR UPDATE;
-        END IF;
-        IF v_shard IS NULL THEN
-            RAISE EXCEPTION 'ledger account % has no balance shards', v_account
-                USING ERRCODE = 'check_violation';
-        END IF;
-        UPDATE ledger_accountshard SET balance = balance + v_delta WHERE id = v_shard;
-    END LOOP;
+            ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
+            IF v_shard IS NULL THEN
+                SELECT id INTO v_shard FROM ledger_accountshard WHERE account_id = v_account
+                ORDER BY random() LIMIT 1 FOR UPDATE;
+            END IF;
+            IF v_shard IS NULL THEN
+                RAISE EXCEPTION 'ledger account % has no balance shards', v_account
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            UPDATE ledger_accountshard SET balance = balance + v_delta WHERE id = v_shard;
+        END LOOP;
+    END IF;
 
     -- The outbox event, in the same transaction as the money it reports.
     INSERT INTO orchestrator_event
