@@ -8,8 +8,10 @@ else postgres://postgres@127.0.0.1:5432/offerhub_bench; its name must start with
 offerhub_bench. $DATABASE_URL is ignored, so exporting it for the tests never points the
 benchmark (and its DROP DATABASE) at the test or development database.
 
-Prints transfers/s, p50/p95 latency and errors through the ledger services at 1, 4 and 16
-concurrent worker processes, for three shapes of traffic:
+Prints transfers/s, p50/p95 latency, errors, and the CPU time per transfer of the worker
+process (app) and of its PostgreSQL backend (db; read from /proc, so a local server only)
+through the ledger services at 1, 4 and 16 concurrent worker processes, for three shapes of
+traffic:
 
 - uniform: transfers between random pairs of 200 users;
 - hot:     every transfer between two of the same 10 users (row-lock contention);
@@ -89,11 +91,39 @@ def setup() -> dict[str, list[int]]:
     return {"all": accounts, "hot": accounts[:HOT_USERS], "clearing": [clearing.pk]}
 
 
+# One worker's figures: latencies (s), errors, and the CPU seconds its own process and its
+# PostgreSQL backend used.
+Result = tuple[list[float], int, float, float]
+
+
+class _CpuMeter:
+    """CPU time used since creation by this process and by one PostgreSQL backend.
+
+    On a machine shared with other work, transfers/s move with everyone else's load; CPU
+    per transfer is a property of the code, and shows where a variant spends (Python or the
+    database). The backend's share is read from /proc, so only for a local server (NaN else).
+    """
+
+    def __init__(self, backend_pid: int) -> None:
+        self.stat = Path(f"/proc/{backend_pid}/stat")
+        self.app, self.db = time.process_time(), self._db_seconds()
+
+    def _db_seconds(self) -> float:
+        try:
+            fields = self.stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def used(self) -> tuple[float, float]:
+        return time.process_time() - self.app, self._db_seconds() - self.db
+
+
 def _service_worker(
     shape: str,
     ids: dict[str, list[int]],
     seconds: float,
-    out: "multiprocessing.Queue[tuple[list[float], int]]",
+    out: "multiprocessing.Queue[Result]",
 ) -> None:
     from django.db import connections
 
@@ -106,6 +136,7 @@ def _service_worker(
     amount = Money(Decimal("0.01"), "USD")
     pool = ids["hot"] if shape == "hot" else ids["all"]
     latencies, errors = [], 0
+    cpu = _CpuMeter(connections["default"].connection.info.backend_pid)
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         if shape == "system":
@@ -124,14 +155,14 @@ def _service_worker(
             errors += 1
             continue
         latencies.append(time.perf_counter() - started)
-    out.put((latencies, errors))
+    out.put((latencies, errors, *cpu.used()))
 
 
 def _raw_worker(
     shape: str,
     ids: dict[str, list[int]],
     seconds: float,
-    out: "multiprocessing.Queue[tuple[list[float], int]]",
+    out: "multiprocessing.Queue[Result]",
 ) -> None:
     """The same logical transfer in hand-written SQL: lock, check, entry, postings, balances."""
     from django.db import connections
@@ -142,6 +173,7 @@ def _raw_worker(
     market = JournalEntry.objects.values_list("marketplace_id", flat=True).first()
     latencies, errors = [], 0
     with psycopg.connect(DB_URL, autocommit=True) as conn:
+        cpu = _CpuMeter(conn.info.backend_pid)
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             a, b = random.sample(ids["all"], 2)
@@ -183,13 +215,20 @@ def _raw_worker(
                 errors += 1
                 continue
             latencies.append(time.perf_counter() - started)
-    out.put((latencies, errors))
+        app, db = cpu.used()
+    out.put((latencies, errors, app, db))
+
+
+HEADER = (
+    f"{'case':<10}{'workers':>8}{'transfers/s':>14}{'p50 ms':>10}{'p95 ms':>10}{'errors':>8}"
+    f"{'CPU ms per transfer: app':>27}{'db':>6}"
+)
 
 
 def _print_row(name: str, workers: int, r: dict[str, float]) -> None:
     print(
         f"{name:<10}{workers:>8}{r['tps']:>14.0f}{r['p50']:>10.2f}{r['p95']:>10.2f}"
-        f"{r['errors']:>8.0f}",
+        f"{r['errors']:>8.0f}{r['app_cpu']:>27.2f}{r['db_cpu']:>6.2f}",
         flush=True,
     )
 
@@ -218,12 +257,15 @@ def run(
     results = [out.get() for _ in procs]
     for proc in procs:
         proc.join()
-    latencies = sorted(lat for lats, _ in results for lat in lats)
+    latencies = sorted(lat for lats, *_ in results for lat in lats)
+    done = max(len(latencies), 1)
     return {
         "tps": len(latencies) / seconds,
         "p50": statistics.median(latencies) * 1000 if latencies else 0.0,
         "p95": latencies[int(len(latencies) * 0.95) - 1] * 1000 if latencies else 0.0,
-        "errors": sum(errors for _, errors in results),
+        "errors": sum(r[1] for r in results),
+        "app_cpu": sum(r[2] for r in results) * 1000 / done,
+        "db_cpu": sum(r[3] for r in results) * 1000 / done,
     }
 
 
@@ -280,9 +322,7 @@ def _run_cases(
     Cases at one concurrency run back to back, so the service and raw-SQL figures that form
     a ratio are measured under the same load from whatever else shares the machine.
     """
-    print(
-        f"\n{'case':<10}{'workers':>8}{'transfers/s':>14}{'p50 ms':>10}{'p95 ms':>10}{'errors':>8}"
-    )
+    print(f"\n{HEADER}")
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
     for _ in range(rounds):
         for n in levels:
