@@ -128,7 +128,15 @@ def _server_bound_cursor(db: "BaseDatabaseWrapper") -> CursorWrapper:
     db.validate_thread_sharing()
     with db.wrap_database_errors:
         cursor = psycopg.Cursor(db.connection)
-    return CursorDebugWrapper(cursor, db) if db.queries_logged else CursorWrapper(cursor, db)
+    return _DebugCursor(cursor, db) if db.queries_logged else CursorWrapper(cursor, db)
+
+
+class _DebugCursor(CursorDebugWrapper):
+    """Logs the statement as written: psycopg keeps no text of a prepared one to show."""
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        with self.debug_sql(sql, params):
+            return CursorWrapper.execute(self, sql, params)
 
 
 def _saved(instance: "JournalEntry | Event", pk: int, db: "BaseDatabaseWrapper") -> None:
