@@ -145,6 +145,8 @@ def entry_post(
 ) -> JournalEntry:
     """Post one balanced entry. Returns the existing entry if `reference` was posted before.
 
+    Runs in the caller's transaction if one is open; otherwise it is a transaction of its own.
+
     Raises:
         UnbalancedEntryError: fewer than 2 legs, a zero leg, legs not summing to zero per
             currency, or an account of another marketplace or currency.

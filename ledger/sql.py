@@ -2,9 +2,10 @@
 
 On PostgreSQL (the system of record) one entry is one statement: ledger_post_entry(), the
 server-side function of migration 0003, locks, checks funds, and writes the entry, its
-postings, the balance changes and the outbox event. Sent as separate statements, each was a
-network round trip plus driver and Django work, and on a loaded machine those, not the
-database's own work, were most of a transfer's cost.
+postings, the balance changes and the outbox event. Sent as five statements inside
+BEGIN/COMMIT, each was a network round trip plus driver and Django work: about 1.35 ms of
+client CPU per transfer against about 0.45 ms now, on a machine where the client and the
+database share two cores.
 
 SQLite (the embedded first-run mode) has no functions and no row locks; it runs the same
 steps as separate statements, in SQL both databases accept. Table and column names come
