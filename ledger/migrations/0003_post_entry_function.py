@@ -28,6 +28,9 @@ CREATE OR REPLACE FUNCTION ledger_post_entry(
     OUT status text, OUT entry_id bigint, OUT event_id bigint,
     OUT short_account bigint, OUT short_balance numeric
 ) LANGUAGE plpgsql
+-- VOLATILE (the default, stated because the funds check relies on it): every statement
+-- takes a new snapshot, so a statement after the lock sees what the lock holders committed.
+VOLATILE
 -- Plan each statement once per session. With custom plans (the default) PostgreSQL planned
 -- them anew on every call, because a plan for the actual arrays looks cheaper than one for
 -- arrays of unknown length; that planning was most of the function's time.

@@ -1,14 +1,15 @@
 """The posting path itself: one statement on PostgreSQL, and the cases it must tell apart."""
 
+import threading
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from ledger.errors import InsufficientFundsError
-from ledger.models import Account, AccountShard, JournalEntry
+from ledger.models import SHARDS, Account, AccountShard, JournalEntry
 from ledger.services import Leg, entry_post, system_account, transfer_post
 from orchestrator.events import domain_event
 from orchestrator.models import Event
@@ -108,3 +109,38 @@ def test_a_system_account_without_shards_is_refused_not_lost(buyer, marketplace)
 
     with pytest.raises(IntegrityError, match="no balance shards"):
         transfer_post(source=orphan, destination=available(buyer), amount=usd("1"), reference="o")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_busy_system_account_shard_is_skipped_not_waited_for(buyer):
+    clearing = system_account(marketplace_id=buyer.marketplace_id, code=CLEARING, currency="USD")
+    held, release = threading.Event(), threading.Event()
+
+    def hold_all_shards_but_one() -> None:
+        try:
+            with transaction.atomic():
+                list(
+                    AccountShard.objects.select_for_update()
+                    .filter(account=clearing)
+                    .exclude(shard=SHARDS - 1)
+                )
+                held.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_all_shards_but_one)
+    holder.start()
+    try:
+        assert held.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")  # waiting on a held shard would fail
+        fund(buyer, usd("3"))
+    finally:
+        release.set()
+        holder.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    shard = AccountShard.objects.get(account=clearing, shard=SHARDS - 1)
+    assert shard.balance == Decimal("-3")
