@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/offerhub_bench")
@@ -123,8 +124,7 @@ def _service_worker(
     shape: str,
     ids: dict[str, list[int]],
     seconds: float,
-    out: "multiprocessing.Queue[Result]",
-) -> None:
+) -> Result:
     from django.db import connections
 
     from ledger.models import Account
@@ -155,15 +155,14 @@ def _service_worker(
             errors += 1
             continue
         latencies.append(time.perf_counter() - started)
-    out.put((latencies, errors, *cpu.used()))
+    return (latencies, errors, *cpu.used())
 
 
 def _raw_worker(
     shape: str,
     ids: dict[str, list[int]],
     seconds: float,
-    out: "multiprocessing.Queue[Result]",
-) -> None:
+) -> Result:
     """The same logical transfer in hand-written SQL: lock, check, entry, postings, balances."""
     from django.db import connections
 
@@ -216,7 +215,7 @@ def _raw_worker(
                 continue
             latencies.append(time.perf_counter() - started)
         app, db = cpu.used()
-    out.put((latencies, errors, app, db))
+    return (latencies, errors, app, db)
 
 
 HEADER = (
@@ -243,20 +242,45 @@ def _median(results: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def _worker_main(
+    worker: Callable[..., Result],
+    args: tuple[Any, ...],
+    out: "multiprocessing.Queue[tuple[str, Any]]",
+) -> None:
+    """Run one worker in its own process; always report back, if only how it failed."""
+    try:
+        out.put(("ok", worker(*args)))
+    except BaseException as exc:  # e.g. "too many clients" from a server other runs share
+        out.put(("failed", f"{type(exc).__name__}: {exc}"))
+        raise
+
+
 def run(
-    worker: Callable[..., None], shape: str, ids: dict[str, list[int]], workers: int, seconds: float
+    worker: Callable[..., Result],
+    shape: str,
+    ids: dict[str, list[int]],
+    workers: int,
+    seconds: float,
 ) -> dict[str, float]:
     from django.db import connections
 
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(shape, ids, seconds, out)) for _ in range(workers)]
+    procs = [
+        ctx.Process(target=_worker_main, args=(worker, (shape, ids, seconds), out))
+        for _ in range(workers)
+    ]
     for proc in procs:
         proc.start()
-    results = [out.get() for _ in procs]
+    # A worker that cannot report (killed) must not hang the run: wait a bounded time.
+    reports = [out.get(timeout=seconds + 120) for _ in procs]
     for proc in procs:
         proc.join()
+    failures = [detail for status, detail in reports if status != "ok"]
+    if failures:
+        raise SystemExit(f"{len(failures)} {shape} worker(s) failed: {failures[0]}")
+    results: list[Result] = [detail for _, detail in reports]
     latencies = sorted(lat for lats, *_ in results for lat in lats)
     done = max(len(latencies), 1)
     return {
@@ -269,7 +293,7 @@ def run(
     }
 
 
-CASES: dict[str, tuple[Callable[..., None], str]] = {
+CASES: dict[str, tuple[Callable[..., Result], str]] = {
     "uniform": (_service_worker, "uniform"),
     "hot": (_service_worker, "hot"),
     "system": (_service_worker, "system"),
