@@ -10,10 +10,12 @@ Invariants (those marked [db] are enforced by PostgreSQL, see migration 0002):
 - `reference` is unique per marketplace [db]: posting the same business fact twice returns
   the first entry and moves nothing.
 - Bounded accounts (user accounts) never go negative [db: CHECK] and their `balance` is the
-  sum of their postings, changed only in ledger.services under a row lock.
+  sum of their postings, changed only by the posting path (ledger.services, ledger.sql and
+  its PostgreSQL function ledger_post_entry) under a row lock.
 - Unbounded system accounts (clearing, fees, escrow, adjustments) are never row-locked: their
-  balance is spread over SHARDS rows in AccountShard, each changed by an atomic increment,
-  so concurrent entries touching one system account do not queue behind each other.
+  balance is spread over SHARDS rows in AccountShard, each changed by an atomic increment
+  of a shard no concurrent entry holds (PostgreSQL: SKIP LOCKED), so concurrent entries
+  touching one system account do not queue behind each other.
 - Entries are hash-chained per marketplace in seal order (ledger.services.ledger_seal):
   hash = sha256(prev_hash + canonical entry). Sealing runs after commit, outside the posting
   transaction, so the chain never serialises money movement.

@@ -7,13 +7,15 @@ same reference returns the first result without moving money again.
 Locking: bounded (user) accounts are locked with SELECT ... FOR UPDATE in ascending id
 order, so two entries over the same accounts queue instead of deadlocking, and the funds
 check happens under the lock. Unbounded system accounts are never locked; each entry adds
-to one randomly chosen shard row with an atomic increment, so a busy clearing or fee account
-is not a queue every payment waits in.
+to one of their shard rows with an atomic increment, on PostgreSQL one that no concurrent
+entry holds (SKIP LOCKED), so a busy clearing or fee account is not a queue every payment
+waits in. The statements themselves are in ledger.sql.
 """
 
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -32,10 +34,16 @@ from ledger.errors import (
 from ledger.models import SHARDS, Account, AccountShard, Hold, JournalEntry
 from ledger.money import Money
 from ledger.selectors import available_balance
-from ledger.sql import lock_balances, write_entry
+from ledger.sql import post_entry, posts_in_one_statement
 from orchestrator.audit import audit_record
 from orchestrator.errors import ValidationFailedError
-from orchestrator.events import DomainEvent, publish
+from orchestrator.events import (
+    DomainEvent,
+    domain_event,
+    notify_receivers,
+    outbox_record,
+    publish,
+)
 from orchestrator.ids import new_public_id
 from orchestrator.models import AuditLog, MarketplaceUser
 
@@ -137,6 +145,8 @@ def entry_post(
 ) -> JournalEntry:
     """Post one balanced entry. Returns the existing entry if `reference` was posted before.
 
+    Runs in the caller's transaction if one is open; otherwise it is a transaction of its own.
+
     Raises:
         UnbalancedEntryError: fewer than 2 legs, a zero leg, legs not summing to zero per
             currency, or an account of another marketplace or currency.
@@ -144,45 +154,36 @@ def entry_post(
         ReferenceReusedError: `reference` names an earlier entry with other postings.
     """
     _check_legs(marketplace_id, legs)
-    deltas: dict[int, Decimal] = defaultdict(Decimal)
-    for leg in legs:
-        deltas[leg.account.pk] += leg.amount
-    with transaction.atomic():
-        locked = lock_balances(sorted({leg.account.pk for leg in legs if leg.account.is_bounded}))
-        short = next(
-            (
-                leg
-                for leg in legs
-                if leg.account.pk in locked and locked[leg.account.pk] + deltas[leg.account.pk] < 0
-            ),
-            None,
+    entry = JournalEntry(
+        public_id=new_public_id("je_"),
+        marketplace_id=marketplace_id,
+        reference=reference,
+        kind=kind,
+        memo=memo,
+        metadata=metadata or {},
+    )
+    event = _entry_event(entry, legs)
+    record = outbox_record(event)
+    # On PostgreSQL the posting is one statement, a transaction by itself when the caller
+    # has none open: BEGIN and COMMIT would be two more round trips. Receivers of the
+    # domain event must run inside that transaction, so one is opened when any listens.
+    needs_transaction = not posts_in_one_statement() or domain_event.has_listeners()
+    with transaction.atomic() if needs_transaction else nullcontext():
+        outcome = post_entry(entry, legs, record)
+        if outcome.status == "posted":
+            notify_receivers(event, record)
+    if outcome.status == "exists":  # posted before (possibly by a concurrent call we waited for)
+        return _existing_entry(marketplace_id, reference, legs)
+    if outcome.status == "short":
+        account = next(leg.account for leg in legs if leg.account.pk == outcome.short_account)
+        requested = -sum((leg.amount for leg in legs if leg.account.pk == account.pk), Decimal(0))
+        raise InsufficientFundsError(
+            "Not enough available funds.",
+            account_id=account.public_id,
+            available=Money(outcome.short_balance or Decimal(0), account.currency).text(),
+            requested=Money(requested, account.currency).text(),
+            currency=account.currency,
         )
-        if short is not None:
-            # A retry of an entry that went through returns it, though the money has moved on.
-            if JournalEntry.objects.filter(
-                marketplace_id=marketplace_id, reference=reference
-            ).exists():
-                return _existing_entry(marketplace_id, reference, legs)
-            account = short.account
-            raise InsufficientFundsError(
-                "Not enough available funds.",
-                account_id=account.public_id,
-                available=Money(locked[account.pk], account.currency).text(),
-                requested=Money(-deltas[account.pk], account.currency).text(),
-                currency=account.currency,
-            )
-        entry = JournalEntry(
-            public_id=new_public_id("je_"),
-            marketplace_id=marketplace_id,
-            reference=reference,
-            kind=kind,
-            memo=memo,
-            metadata=metadata or {},
-        )
-        entry_id = write_entry(entry, legs, deltas, locked)
-        if entry_id is None:  # posted before (possibly by a concurrent call we waited for)
-            return _existing_entry(marketplace_id, reference, legs)
-        _publish_entry(entry, legs)
     _schedule_seal()
     return entry
 
@@ -232,18 +233,15 @@ def _existing_entry(marketplace_id: int, reference: str, legs: Sequence[Leg]) ->
     return entry
 
 
-def _publish_entry(entry: JournalEntry, legs: Sequence[Leg]) -> None:
+def _entry_event(entry: JournalEntry, legs: Sequence[Leg]) -> DomainEvent:
     user_legs = [leg for leg in legs if leg.account.user_public_id]
     if not user_legs:
-        publish(
-            EntryPosted(
-                marketplace_id=entry.marketplace_id,
-                aggregate_id=entry.public_id,
-                reference=entry.reference,
-                kind=entry.kind,
-            )
+        return EntryPosted(
+            marketplace_id=entry.marketplace_id,
+            aggregate_id=entry.public_id,
+            reference=entry.reference,
+            kind=entry.kind,
         )
-        return
     changes = [
         {
             "user_id": leg.account.user_public_id,
@@ -254,15 +252,13 @@ def _publish_entry(entry: JournalEntry, legs: Sequence[Leg]) -> None:
         for leg in user_legs
     ]
     users = tuple(dict.fromkeys(leg.account.user_public_id for leg in user_legs))
-    publish(
-        BalanceUpdated(
-            marketplace_id=entry.marketplace_id,
-            aggregate_id=entry.public_id,
-            reference=entry.reference,
-            kind=entry.kind,
-            user_ids=users,
-            changes=changes,
-        )
+    return BalanceUpdated(
+        marketplace_id=entry.marketplace_id,
+        aggregate_id=entry.public_id,
+        reference=entry.reference,
+        kind=entry.kind,
+        user_ids=users,
+        changes=changes,
     )
 
 

@@ -58,11 +58,25 @@ def _render(value: Any) -> Any:
 def publish(event: DomainEvent) -> "Event":
     """Record `event` in the outbox and notify receivers. Call inside the change's transaction."""
     from orchestrator.db import insert_row
-    from orchestrator.models import Event  # the kernel stays importable before apps load
 
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish() must run inside the transaction of the change.")
-    record = Event(
+    record = outbox_record(event)
+    insert_row(record)  # every change writes one; Model.save() would cost more than the INSERT
+    notify_receivers(event, record)
+    return record
+
+
+def outbox_record(event: DomainEvent) -> "Event":
+    """The outbox row for `event`, unsaved.
+
+    publish() inserts it. A service that writes the row in its own statement (the ledger's
+    ledger_post_entry() writes the entry and its event in one round trip) builds it here,
+    so the row is the same, and calls notify_receivers() once it is written.
+    """
+    from orchestrator.models import Event  # the kernel stays importable before apps load
+
+    return Event(
         marketplace_id=event.marketplace_id,
         type=event.type,
         aggregate_type=event.aggregate_type,
@@ -71,6 +85,8 @@ def publish(event: DomainEvent) -> "Event":
         payload=event.payload(),
         request_id=current_request_id()[:100],
     )
-    insert_row(record)  # every change writes one; Model.save() would cost more than the INSERT
+
+
+def notify_receivers(event: DomainEvent, record: "Event") -> None:
+    """Send `domain_event` for a written outbox row; still inside the change's transaction."""
     domain_event.send(sender=type(event), event=event, record=record)
-    return record

@@ -94,6 +94,14 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services own their transactio
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Django's cursors bind client-side and are never prepared; the only server-side-binding
+    # statement is the ledger's posting (ledger.sql), prepared on its 2nd run per connection,
+    # which saves the server parsing and planning it on every transfer. Set it empty behind a
+    # transaction-pooling proxy without prepared statements (PgBouncer < 1.21).
+    _prepare = env.str("DATABASE_PREPARE_THRESHOLD", default="1")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        int(_prepare) if _prepare else None
+    )
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded server is threaded (and Airtm's webhooks arrive while a request waits on
