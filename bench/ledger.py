@@ -27,9 +27,11 @@ production, outside the posting transaction); the seal rate and a full verify_le
 """
 
 import argparse
+import base64
 import multiprocessing
 import os
 import random
+import secrets
 import statistics
 import sys
 import time
@@ -46,6 +48,8 @@ os.environ["LEDGER_SEAL_ON_COMMIT"] = "false"  # sealing is measured separately,
 os.environ.setdefault("DEBUG", "false")  # production settings: no query logging
 os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
 os.environ.setdefault("ALLOWED_HOSTS", "localhost")
+# Production settings refuse to start without a real master key for Stellar secrets.
+os.environ.setdefault("STELLAR_KEY_ENCRYPTION_KEYS", base64.b64encode(secrets.token_bytes(32)).decode())
 
 import django  # noqa: E402
 import psycopg  # noqa: E402
