@@ -123,6 +123,16 @@ def make_user() -> Callable[..., MarketplaceUser]:
 
 
 @pytest.fixture
+def buyer(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -> MarketplaceUser:
+    return make_user(marketplace, "BUYER")
+
+
+@pytest.fixture
+def seller(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -> MarketplaceUser:
+    return make_user(marketplace, "SELLER")
+
+
+@pytest.fixture
 def celery_worker(transactional_db: None, worker_id: str) -> Iterator["CeleryWorker"]:
     """A real Celery worker process on Redis, using this test's (committed) database."""
     from tests.worker import CeleryWorker, dispatching_to

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
-from orchestrator.models import Marketplace, MarketplaceUser
+from orchestrator.models import Marketplace
 from providers.sandbox.server import SandboxServer, build_app
 from providers.sandbox.trustless_work import DEFAULT_API_KEY, Config, TrustlessWorkSimulator
 from tests.escrow.support import create_order, status
@@ -15,16 +15,6 @@ from tests.escrow.support import create_order, status
 # The Airtm simulator's fixtures, for the end-to-end flows that top up and withdraw.
 from tests.providers.conftest import _airtm_env, airtm, airtm_live  # noqa: F401
 from tests.providers.support import fund
-
-
-@pytest.fixture
-def buyer(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -> MarketplaceUser:
-    return make_user(marketplace, "BUYER")
-
-
-@pytest.fixture
-def seller(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -> MarketplaceUser:
-    return make_user(marketplace, "SELLER")
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import pytest
 from django.db import connections
 
 from ledger.models import Account
 from ledger.money import Money
 from ledger.services import Leg, entry_post, system_account, user_account
-from orchestrator.models import Marketplace, MarketplaceUser
+from orchestrator.models import MarketplaceUser
 
 T = TypeVar("T")
 CLEARING = "provider_clearing:airtm"
@@ -61,13 +60,3 @@ def run_concurrently(fn: Callable[..., T], calls: Iterable[Any], workers: int = 
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(one, list(calls)))
-
-
-@pytest.fixture
-def buyer(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -> MarketplaceUser:
-    return make_user(marketplace, "BUYER")
-
-
-@pytest.fixture
-def seller(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -> MarketplaceUser:
-    return make_user(marketplace, "SELLER")

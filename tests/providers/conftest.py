@@ -14,7 +14,6 @@ import pytest
 import requests
 from django.conf import settings as django_settings
 
-from orchestrator.models import Marketplace, MarketplaceUser
 from providers.clients.ratelimit import reset_local_buckets
 from providers.sandbox.airtm import AirtmSettings, AirtmSimulator
 from providers.sandbox.server import SandboxServer, build_app
@@ -83,16 +82,6 @@ class AirtmSandbox:
 
     def delivery_statuses(self) -> list[int | None]:
         return [a.status_code for m in self.sim.webhook_messages() for a in m.attempts]
-
-
-@pytest.fixture
-def buyer(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -> MarketplaceUser:
-    return make_user(marketplace, "BUYER")
-
-
-@pytest.fixture
-def seller(make_user: Callable[..., MarketplaceUser], marketplace: Marketplace) -> MarketplaceUser:
-    return make_user(marketplace, "SELLER")
 
 
 @pytest.fixture
