@@ -49,7 +49,9 @@ os.environ.setdefault("DEBUG", "false")  # production settings: no query logging
 os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
 os.environ.setdefault("ALLOWED_HOSTS", "localhost")
 # Production settings refuse to start without a real master key for Stellar secrets.
-os.environ.setdefault("STELLAR_KEY_ENCRYPTION_KEYS", base64.b64encode(secrets.token_bytes(32)).decode())
+os.environ.setdefault(
+    "STELLAR_KEY_ENCRYPTION_KEYS", base64.b64encode(secrets.token_bytes(32)).decode()
+)
 
 import django  # noqa: E402
 import psycopg  # noqa: E402
