@@ -25,25 +25,29 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
-def number_text(value: Decimal) -> str:
-    """A finite Decimal as the shortest plain JSON number: 12.5, 100, 0.0000001."""
+def number_text(value: Decimal, *, normalize: bool = True) -> str:
+    """A finite Decimal as a plain JSON number: the shortest (12.5, 100, 0.0000001), or with
+    `normalize=False` the digits it holds (500.00 stays 500.00)."""
     if not value.is_finite():
         raise ValueError("JSON numbers must be finite.")
-    text = format(value.normalize(), "f")
+    text = format(value.normalize() if normalize else value, "f")
     return "0" if text in ("-0", "0") else text
 
 
-def dumps(value: Any) -> str:
-    """Serialize dicts, lists, str, bool, None, int and Decimal (as a number); no floats."""
+def dumps(value: Any, *, normalize: bool = True) -> str:
+    """Serialize dicts, lists, str, bool, None, int and Decimal (as a number); no floats.
+
+    `normalize=False` writes each Decimal with the digits it holds (see number_text).
+    """
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, Decimal):
-        return number_text(value)
+        return number_text(value, normalize=normalize)
     if isinstance(value, Mapping):
-        items = (f"{json.dumps(str(k))}:{dumps(v)}" for k, v in value.items())
+        items = (f"{json.dumps(str(k))}:{dumps(v, normalize=normalize)}" for k, v in value.items())
         return "{" + ",".join(items) + "}"
     if isinstance(value, Sequence):
-        return "[" + ",".join(dumps(v) for v in value) + "]"
+        return "[" + ",".join(dumps(v, normalize=normalize) for v in value) + "]"
     raise TypeError(f"Cannot write {type(value).__name__} as JSON here (floats are refused).")

@@ -19,11 +19,9 @@ Behaviour:
 """
 
 import base64
-import json
 import logging
 import math
 import random
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from django.conf import settings
 from requests.auth import HTTPBasicAuth
 from urllib3.exceptions import NewConnectionError
 
+from providers import json_numbers
 from providers.clients.errors import (
     ProviderError,
     ProviderNotFoundError,
@@ -144,8 +143,8 @@ class _MalformedError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------
-# Wire format: amounts are JSON numbers. We read them with parse_float=Decimal and write
-# them from Decimal text, so no amount ever passes through a binary float.
+# Wire format: amounts are JSON numbers, read and written as Decimal text through
+# providers.json_numbers, so no amount ever passes through a binary float.
 
 
 def _cents(amount: Decimal) -> Decimal:
@@ -158,32 +157,6 @@ def _cents(amount: Decimal) -> Decimal:
     if cents < CENT:
         raise ValueError(f"An Airtm amount must be at least 0.01, not {amount}.")
     return cents
-
-
-def _dumps(body: dict[str, Any]) -> str:
-    """JSON text of `body` with each Decimal written as a number with its exact digits."""
-    marker = secrets.token_hex(8)
-    numbers: dict[str, str] = {}
-
-    def number(value: object) -> str:
-        if not isinstance(value, Decimal):
-            raise TypeError(f"Cannot send {type(value).__name__} to Airtm.")
-        token = f"@{marker}:{len(numbers)}@"
-        numbers[f'"{token}"'] = format(value, "f")
-        return token
-
-    text = json.dumps(body, default=number, separators=(",", ":"))
-    for token, digits in numbers.items():
-        text = text.replace(token, digits)
-    return text
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number Airtm may send")
-
-
-def _loads(text: str) -> Any:
-    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
 
 
 def _object(data: Any) -> dict[str, Any]:
@@ -309,7 +282,7 @@ def _no_body(data: Any) -> None:
 def _error_fields(text: str) -> tuple[str, str]:
     """(reason code, message) of an error body; Airtm's envelope, or any text at all."""
     try:
-        body = _loads(text)
+        body = json_numbers.loads(text)
     except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
@@ -806,7 +779,7 @@ class AirtmClient:
         data = None
         if body is not None:
             headers["Content-Type"] = "application/json"
-            data = _dumps(body).encode()
+            data = json_numbers.dumps(body, normalize=False).encode()
         started = time.monotonic()
 
         def record(status: int | None, text: str, outcome: str, error: str) -> None:
@@ -848,7 +821,7 @@ class AirtmClient:
             record(status, text, "http_error", str(error))
             raise error
         try:
-            result = parse(_loads(text) if text.strip() else None)
+            result = parse(json_numbers.loads(text) if text.strip() else None)
         except (ValueError, RecursionError) as exc:
             error = ProviderUnavailableError(
                 f"Airtm answered {operation} with HTTP {status} and a body we cannot use: "
