@@ -20,8 +20,8 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Response
 
 from providers import json_numbers
+from providers.sandbox.server import SandboxServer
 from providers.sandbox.trustless_work import TrustlessWorkSimulator
-from providers.sandbox.wsgi_thread import WSGIThread
 from tests.providers.tw_support import (  # noqa: F401 - fixtures
     TESTNET,
     Parties,
@@ -222,7 +222,7 @@ def test_the_same_seed_builds_the_same_bytes() -> None:
         sim = TrustlessWorkSimulator(seed=seed)
         platform = Keypair.from_raw_ed25519_seed(bytes(32))
         sim.create_account(platform.public_key, sequence=1000)
-        with WSGIThread(sim) as server:
+        with SandboxServer(sim) as server:
             tw = TwHttp(server.url, sim)
             parties = Parties(
                 platform, platform, platform, Keypair.from_raw_ed25519_seed(b"r" * 32), platform
@@ -909,7 +909,7 @@ def test_it_mounts_under_a_prefix_of_a_shared_server(
 ) -> None:
     app = DispatcherMiddleware(Response("not here", status=404), {"/trustless-work": sim})
 
-    with WSGIThread(app) as server:
+    with SandboxServer(app) as server:
         tw = TwHttp(server.url + "/trustless-work", sim)
         contract_id = deploy(tw, parties)
         outside = requests.get(server.url + "/helper/get-escrows-by-signer", timeout=10)
@@ -924,7 +924,7 @@ def test_the_usdc_issuer_can_be_the_configured_one(parties: Parties) -> None:
     for keypair in (parties.platform, parties.seller, parties.resolver):
         sim.create_account(keypair.public_key)
 
-    with WSGIThread(sim) as server:
+    with SandboxServer(sim) as server:
         tw = TwHttp(server.url, sim)
         accepted = tw.post("/deployer/single-release", single_release_body(parties, sim))
         other = single_release_body(parties, sim, trustline={"address": parties.buyer.public_key})

@@ -15,8 +15,8 @@ import requests
 from stellar_sdk import Keypair, Network, TransactionEnvelope
 
 from providers import json_numbers
+from providers.sandbox.server import SandboxServer
 from providers.sandbox.trustless_work import DEFAULT_API_KEY, TrustlessWorkSimulator
-from providers.sandbox.wsgi_thread import WSGIThread
 
 TESTNET = Network.TESTNET_NETWORK_PASSPHRASE
 
@@ -140,7 +140,7 @@ def sim() -> Iterator[TrustlessWorkSimulator]:
 
 @pytest.fixture
 def tw(sim: TrustlessWorkSimulator) -> Iterator[TwHttp]:
-    with WSGIThread(sim) as server:
+    with SandboxServer(sim) as server:
         yield TwHttp(server.url, sim)
         sim.release_holds()
 
