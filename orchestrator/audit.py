@@ -4,28 +4,13 @@ Call it inside the transaction of the change, so an audit row exists exactly whe
 change does. The actor, request id and IP come from orchestrator.context.
 """
 
-import re
 from typing import Any
 
 from django.db import transaction
 
 from orchestrator.context import current_actor
 from orchestrator.models import AuditLog
-
-REDACTED = "[REDACTED]"
-_SECRET_NAME = re.compile(r"secret|password|token|key_hash|raw_key|private|seed|signature", re.I)
-
-
-def redact(value: Any) -> Any:
-    """A copy of `value` with every field whose name looks secret replaced."""
-    if isinstance(value, dict):
-        return {
-            key: REDACTED if _SECRET_NAME.search(str(key)) else redact(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
-    return value
+from orchestrator.redaction import redact
 
 
 def audit_record(

@@ -5,6 +5,7 @@ in-memory channel layer, sandbox providers); `.env.example` documents each one.
 With DEBUG off the app refuses to start without real secrets.
 """
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET)
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must list this server's hosts when DEBUG is off.")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -55,6 +58,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "orchestrator.api.middleware.RequestIdMiddleware",
+    "orchestrator.api.middleware.RequestMetricsMiddleware",
     "orchestrator.api.middleware.BodySizeLimitMiddleware",
     "orchestrator.api.middleware.ApiErrorEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -147,6 +151,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# The queue tasks are sent to and workers consume (queue-length metrics report it).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Workers log through LOGGING below (JSON in production, secrets scrubbed), not Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "webhook-delivery-sweep": {"task": "webhooks.tasks.delivery_sweep", "schedule": 10.0},
     "idempotency-cleanup": {"task": "orchestrator.tasks.idempotency_cleanup", "schedule": 3600.0},
@@ -273,12 +281,23 @@ if not DEBUG and (
 
 # --- Outbound webhooks and SSE ---------------------------------------------------------------
 # Fernet keys (url-safe base64 of 32 bytes, comma separated) sealing endpoint secrets at rest;
-# the first seals, all open. Unset: one key derived from SECRET_KEY.
+# the first seals, all open. Unset: one key derived from SECRET_KEY, with DEBUG on only (then
+# changing SECRET_KEY would make every endpoint's secret unreadable).
 WEBHOOK_SECRET_KEYS = [k.strip() for k in env.list("WEBHOOK_SECRET_KEYS", default=[]) if k.strip()]
 if not WEBHOOK_SECRET_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured("WEBHOOK_SECRET_KEYS must be set when DEBUG is off.")
     from webhooks.secrets import derived_key
 
     WEBHOOK_SECRET_KEYS = [derived_key(SECRET_KEY)]
+for _n, _key in enumerate(WEBHOOK_SECRET_KEYS, 1):
+    try:
+        if len(base64.urlsafe_b64decode(_key.encode())) != 32:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"WEBHOOK_SECRET_KEYS entry {_n} is not a Fernet key (url-safe base64 of 32 bytes)."
+        ) from None
 # Test mode lets endpoints use http and loopback/private addresses (refused otherwise: SSRF).
 WEBHOOK_TEST_MODE = env.bool("WEBHOOK_TEST_MODE", default=False)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
@@ -338,20 +357,38 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "static"))
 
+# --- Metrics (Prometheus) ---------------------------------------------------------------------
+# GET /metrics answers only when enabled; with a token, only to "Authorization: Bearer <token>".
+# Several processes (gunicorn workers) need PROMETHEUS_MULTIPROC_DIR: see docs/operations.md.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Celery queues whose length is reported (besides the default queue).
+METRICS_CELERY_QUEUES = env.list("METRICS_CELERY_QUEUES", default=[])
+# A Celery worker serves its own counters (provider calls, webhook deliveries) on this port.
+CELERY_WORKER_METRICS_PORT = env.int("CELERY_WORKER_METRICS_PORT", default=0)
+
 # --- Logging: never log secrets; request ids on every line ------------------------------------
+# "json" (one object per line, the default with DEBUG off) or "plain".
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'plain'.")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "orchestrator.context.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "orchestrator.context.RequestIdLogFilter"},
+        "redact": {"()": "orchestrator.logs.SecretRedactingFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "orchestrator.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["request_id"],
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

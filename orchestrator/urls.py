@@ -1,4 +1,4 @@
-"""URL configuration: the versioned API, its schema and docs, and the admin."""
+"""URL configuration: the versioned API, its schema and docs, the admin, and the metrics."""
 
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
@@ -7,6 +7,8 @@ from drf_spectacular.views import (
     SpectacularRedocView,
     SpectacularSwaggerView,
 )
+
+from orchestrator.metrics import metrics_view
 
 handler404 = "orchestrator.api.errors.handler404"
 handler500 = "orchestrator.api.errors.handler500"
@@ -25,4 +27,5 @@ api_v1: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
 ]

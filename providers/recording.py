@@ -5,7 +5,7 @@ payment is disputed, so a client records each attempt, retries included. Two rul
 
 - Recording never breaks a call: a database (or any) error is logged and swallowed, because the
   provider call has already happened and its result matters more than its record.
-- Nothing secret is stored: request bodies go through orchestrator.audit.redact, headers
+- Nothing secret is stored: request bodies go through orchestrator.redaction.redact, headers
   are never passed in, and clients scrub their credentials out of response text before
   calling (a misbehaving server could echo them back).
 
@@ -21,8 +21,9 @@ from typing import Any
 
 from django.db import transaction
 
-from orchestrator.audit import redact
 from orchestrator.context import current_request_id
+from orchestrator.metrics import provider_call_observe
+from orchestrator.redaction import redact
 from providers.models import ProviderCall
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,11 @@ def record_call(
     """Store one request/answer pair; `path` is relative to the provider's base URL.
 
     `outcome` is "ok", "http_error", "invalid_response", "timeout" or "connection_error".
+    It is counted in the offerhub_provider_calls metric even when the row cannot be written.
     """
+    provider_call_observe(
+        provider=provider, operation=operation, outcome=outcome, seconds=duration_ms / 1000
+    )
     request_id = current_request_id()
     try:
         with transaction.atomic():

@@ -27,7 +27,6 @@ if os.environ.get("OFFERHUB_TEST_WORKER") == "1":
 else:
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_BROKER_URL = "memory://"
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING["root"] = {"handlers": ["console"], "level": "WARNING"}  # noqa: F405
 # Test receivers listen on 127.0.0.1 over http: allowed only in webhook test mode (the SSRF

@@ -37,6 +37,7 @@ from orchestrator.catalog import type_matches, validate_patterns
 from orchestrator.db import insert_row
 from orchestrator.errors import InvalidStateError, ValidationFailedError
 from orchestrator.events import publish
+from orchestrator.metrics import WEBHOOK_DELIVERY_ATTEMPTS
 from orchestrator.models import Event, Marketplace
 from webhooks import svix
 from webhooks.events import WebhookEndpointDisabled, WebhookPing
@@ -345,7 +346,9 @@ def delivery_attempt(*, delivery_id: int, token: str) -> str:
         return "skipped"
     body = event_body(claim.event)
     outcome = send(claim.endpoint, claim.event.public_id, body)
-    return _record(claim, outcome)
+    result = _record(claim, outcome)
+    WEBHOOK_DELIVERY_ATTEMPTS.labels(result).inc()
+    return result
 
 
 def _claim(delivery_id: int, token: str) -> Claim | None:

@@ -26,9 +26,9 @@ from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
-from orchestrator.audit import REDACTED
 from orchestrator.errors import ConflictError, ValidationFailedError
 from orchestrator.models import ApiKey, IdempotencyRecord
+from orchestrator.redaction import REDACTED
 
 HEADER = "Idempotency-Key"
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")

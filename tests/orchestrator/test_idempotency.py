@@ -10,9 +10,9 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from orchestrator.audit import REDACTED
 from orchestrator.errors import UpstreamError
 from orchestrator.models import AuditLog, Event, IdempotencyRecord, MarketplaceUser
+from orchestrator.redaction import REDACTED
 from orchestrator.tasks import idempotency_cleanup
 from tests.orchestrator.support import envelope
 

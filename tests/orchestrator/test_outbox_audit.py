@@ -4,10 +4,11 @@ import pytest
 from django.db import connection, transaction
 from django.db.utils import IntegrityError
 
-from orchestrator.audit import REDACTED, audit_record
+from orchestrator.audit import audit_record
 from orchestrator.context import Actor, acting_as
 from orchestrator.events import DomainEvent, publish
 from orchestrator.models import AuditLog, Event, MarketplaceUser
+from orchestrator.redaction import REDACTED
 from orchestrator.services import marketplace_create, user_create
 
 pytestmark = pytest.mark.django_db

@@ -13,6 +13,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from orchestrator.api.errors import json_error
+from orchestrator.metrics import INBOUND_WEBHOOK_REJECTIONS
 from webhooks.inbound import airtm_webhook_receive
 from webhooks.svix import WebhookSignatureError
 
@@ -26,6 +27,7 @@ class AirtmWebhookView(View):
         try:
             row, created = airtm_webhook_receive(headers=headers, body=request.body)
         except WebhookSignatureError as exc:
+            INBOUND_WEBHOOK_REJECTIONS.labels("airtm", exc.code).inc()
             return json_error(
                 exc.http_status, exc.code, exc.message, provider="airtm", **exc.details
             )
