@@ -18,14 +18,10 @@ Goals from the issue: >= 50 deliveries/s per worker, SSE lag p95 <= 1 s with 500
 
 import argparse
 import asyncio
-import base64
 import json
 import multiprocessing
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -35,32 +31,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DB_URL = os.environ.setdefault(
-    "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/offerhub_bench_events"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import support
+
+DB_URL = support.production_settings(
+    database="offerhub_bench_events",
+    redis_db=12,
+    WEBHOOK_TEST_MODE="true",  # the receiver is on 127.0.0.1 over http
 )
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
-os.environ.setdefault("DEBUG", "false")  # production settings: no query logging
-os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
-os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1")
-os.environ.setdefault("STELLAR_KEY_ENCRYPTION_KEYS", base64.b64encode(os.urandom(32)).decode())
-os.environ["WEBHOOK_TEST_MODE"] = "true"  # the receiver is on 127.0.0.1 over http
 QUEUE = f"bench-events-{os.getpid()}"
 CONNECTING = 20
 
 import django  # noqa: E402
-import psycopg  # noqa: E402
-
-
-def fresh_database() -> None:
-    name = DB_URL.rsplit("/", 1)[1]
-    if not name.startswith("offerhub_bench"):
-        raise SystemExit(f"refusing to recreate {name!r}: name it offerhub_bench*")
-    with psycopg.connect(DB_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -78,40 +60,6 @@ class Receiver(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
-
-
-def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [
-            sys.executable,
-            *("-m", "celery", "-A", "orchestrator", "worker", "-P", "solo", "-Q", QUEUE),
-            *(
-                "-l",
-                os.environ.get("BENCH_WORKER_LOG", "WARNING"),
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ),
-            *("-n", f"{QUEUE}-{uuid.uuid4().hex[:6]}@%h"),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=None if os.environ.get("BENCH_WORKER_LOG") else subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    return process
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
 
 
 def bench_deliveries(count: int, workers: int) -> None:
@@ -135,8 +83,7 @@ def bench_deliveries(count: int, workers: int) -> None:
                     user_create(marketplace=marketplace, external_user_id=f"d{n}", type="BOTH")
         pending = WebhookDelivery.objects.filter(status="pending")
         print(f"queued {pending.count()} deliveries; starting {workers} worker(s)")
-        env = {**os.environ, "CELERY_TASK_ALWAYS_EAGER": "false"}
-        processes = [start_worker(env) for _ in range(workers)]
+        processes = [support.start_worker(QUEUE) for _ in range(workers)]
         done = WebhookDelivery.objects.filter(status="succeeded")
         try:
             launched = time.perf_counter()
@@ -150,7 +97,7 @@ def bench_deliveries(count: int, workers: int) -> None:
             elapsed = time.perf_counter() - started
         finally:
             for process in processes:
-                stop(process)
+                support.stop(process)
     finally:
         receiver.shutdown()
     measured = done.count() - first
@@ -162,26 +109,6 @@ def bench_deliveries(count: int, workers: int) -> None:
 
 
 # --- SSE -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_uvicorn(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [
-            sys.executable,
-            *("-m", "uvicorn", "orchestrator.asgi:application", "--host", "127.0.0.1"),
-            *("--port", str(port), "--log-level", "warning", "--no-access-log"),
-            *("--timeout-graceful-shutdown", "1"),
-        ],
-        cwd=ROOT,
-        env=dict(os.environ),
-        start_new_session=True,
-    )
 
 
 async def _stream(
@@ -260,11 +187,11 @@ def bench_sse(streams: int, events: int, rate: float, servers: int) -> None:
     _, key = api_key_create(
         marketplace=marketplace, name="bench", scopes=["read"], environment="test"
     )
-    ports = [free_port() for _ in range(servers)]
-    processes = [start_uvicorn(port) for port in ports]
+    ports = [support.free_port() for _ in range(servers)]
+    processes = [support.start_uvicorn(port) for port in ports]
     try:
-        for port in ports:
-            _wait_for_port(port)
+        for port, process in zip(ports, processes, strict=True):
+            support.wait_for_port(port, process)
         ready = multiprocessing.Event()
         results: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
         client = multiprocessing.Process(
@@ -284,7 +211,7 @@ def bench_sse(streams: int, events: int, rate: float, servers: int) -> None:
         client.join(30)
     finally:
         for process in processes:
-            stop(process)
+            support.stop(process)
     expected = streams * events
     if not lags:
         raise SystemExit("no frame arrived")
@@ -295,17 +222,6 @@ def bench_sse(streams: int, events: int, rate: float, servers: int) -> None:
         f"{rate:g} events/s): p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
         f"max {lags[-1] * 1000:.0f} ms"
     )
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"uvicorn on {port} did not start")
 
 
 def main() -> None:
@@ -320,7 +236,7 @@ def main() -> None:
     parser.add_argument("--sse-servers", type=int, default=1)
     args = parser.parse_args()
 
-    fresh_database()
+    support.fresh_database(DB_URL)
     django.setup()
     from django.core.management import call_command
 

@@ -27,11 +27,9 @@ production, outside the posting transaction); the seal rate and a full verify_le
 """
 
 import argparse
-import base64
 import multiprocessing
 import os
 import random
-import secrets
 import statistics
 import sys
 import time
@@ -42,16 +40,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import support
+
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/offerhub_bench")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 os.environ["LEDGER_SEAL_ON_COMMIT"] = "false"  # sealing is measured separately, as in production
-os.environ.setdefault("DEBUG", "false")  # production settings: no query logging
-os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
-os.environ.setdefault("ALLOWED_HOSTS", "localhost")
-# Production settings refuse to start without a real master key for Stellar secrets.
-os.environ.setdefault(
-    "STELLAR_KEY_ENCRYPTION_KEYS", base64.b64encode(secrets.token_bytes(32)).decode()
-)
+support.production_secrets()  # DEBUG off (no query logging), as production runs
 
 import django  # noqa: E402
 import psycopg  # noqa: E402
@@ -63,16 +57,6 @@ def _use_database(url: str) -> None:
     """Point this process (and the workers it forks) at the scratch database `url`."""
     global DB_URL
     DB_URL = os.environ["DATABASE_URL"] = url
-
-
-def fresh_database() -> None:
-    """A new, empty benchmark database each run, so runs compare."""
-    name = DB_URL.rsplit("/", 1)[1]
-    if not name.startswith("offerhub_bench"):
-        raise SystemExit(f"refusing to recreate {name!r}: name it offerhub_bench*")
-    with psycopg.connect(DB_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def setup() -> dict[str, list[int]]:
@@ -112,18 +96,11 @@ class _CpuMeter:
     """
 
     def __init__(self, backend_pid: int) -> None:
-        self.stat = Path(f"/proc/{backend_pid}/stat")
-        self.app, self.db = time.process_time(), self._db_seconds()
-
-    def _db_seconds(self) -> float:
-        try:
-            fields = self.stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        self.backend_pid = backend_pid
+        self.app, self.db = time.process_time(), support.cpu_seconds(backend_pid)
 
     def used(self) -> tuple[float, float]:
-        return time.process_time() - self.app, self._db_seconds() - self.db
+        return time.process_time() - self.app, support.cpu_seconds(self.backend_pid) - self.db
 
 
 def _service_worker(
@@ -330,7 +307,7 @@ def main() -> None:
     levels = [int(w) for w in args.workers.split(",")]
     names = [name.strip() for name in args.cases.split(",")]
 
-    fresh_database()
+    support.fresh_database(DB_URL)
     django.setup()
     ids = setup()
     print(f"PostgreSQL {DB_URL}; {os.cpu_count()} CPUs; {args.seconds:g} s per case")

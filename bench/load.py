@@ -268,6 +268,45 @@ def line(name: str, f: Figures) -> str:
     )
 
 
+def postgres_backends() -> list[int]:
+    """Process ids of the PostgreSQL backends serving the benchmark's database."""
+    import psycopg
+
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(pid) for (pid,) in rows]
+
+
+def cpu_groups(processes: dict[str, int]) -> support.CpuAccount:
+    """Each server's process tree, the database's backends, and these clients."""
+
+    def tree(pid: int) -> Callable[[], list[int]]:
+        return lambda: [pid, *support.children(pid)]
+
+    groups = {name: tree(pid) for name, pid in processes.items()}
+    return support.CpuAccount(
+        {**groups, "postgres": postgres_backends, "clients": lambda: [os.getpid()]}
+    )
+
+
+def cpu_report(account: support.CpuAccount, requests: int) -> None:
+    wall, used = account.used()
+    machine = used.pop("machine")
+    ours = sum(used.values())
+    per_request = ", ".join(
+        f"{name} {seconds / max(requests, 1) * 1000:.1f}" for name, seconds in used.items()
+    )
+    cores = os.cpu_count() or 1
+    print(
+        f"  CPU ms per request: {per_request} (total {ours / max(requests, 1) * 1000:.1f}); "
+        f"machine busy {machine / wall / cores:.0%} of {cores} cores, "
+        f"{max(0.0, machine - ours) / wall / cores:.0%} by other work"
+    )
+
+
 def report(scenario: str, samples: list[Sample], schedule: list[tuple[float, int]]) -> Figures:
     seconds = sum(s for s, _ in schedule)
     total = figures(samples, seconds)
@@ -316,6 +355,36 @@ def setup() -> World:
         for n in range(SEED_ORDERS)
     ]
     return World(key=seeded["key"], buyers=buyers, sellers=sellers, orders=orders)
+
+
+def statements_per_request(world: World) -> str:
+    """SQL statements each operation runs, counted once in this process (a noise-free figure:
+    each is a round trip to PostgreSQL, and under load a wait for a busy core)."""
+    from django.db import connection
+    from django.test import Client as TestClient
+    from django.test.utils import CaptureQueriesContext
+
+    client = TestClient(HTTP_AUTHORIZATION=f"Bearer {world.key}", SERVER_NAME="localhost")
+    buyer, seller, counts = world.buyers[-1], world.sellers[0], {}
+
+    def count(name: str, method: str, path: str, body: dict | None = None) -> dict:
+        with CaptureQueriesContext(connection) as queries:
+            if method == "get":
+                response = client.get(path)
+            else:
+                response = client.post(path, body or {}, content_type="application/json")
+        counts[name] = len(queries)
+        return response.json()
+
+    body = {"buyer_id": buyer, "seller_id": seller, "amount": str(AMOUNT), "title": "Count"}
+    order = count("order.create", "post", "/api/v1/orders", body)["id"]
+    count("order.reserve", "post", f"/api/v1/orders/{order}/reserve")
+    count("order.cancel", "post", f"/api/v1/orders/{order}/cancel", {"reason": "count"})
+    count("balance.get", "get", f"/api/v1/users/{buyer}/balance")
+    count("order.get", "get", f"/api/v1/orders/{order}")
+    count("order.list", "get", f"/api/v1/orders?buyer_id={buyer}&limit=20")
+    count("event.log", "get", "/api/v1/events/log?limit=20")
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
 def money_check(world: World) -> list[str]:
@@ -401,6 +470,7 @@ def main() -> None:
     from django.db import connections
 
     world = setup()
+    statements = statements_per_request(world)
     connections.close_all()
     sandbox_port, port = support.free_port(), support.free_port()
     os.environ["SANDBOX_URL"] = f"http://127.0.0.1:{sandbox_port}"
@@ -424,9 +494,12 @@ def main() -> None:
             "hot": [(args.seconds, n)],
             "spike": [(args.seconds / 4, c) for c in (2, max(2, n // 2), n, 2 * n)],
         }
+        servers = {"web": web.pid, "worker": processes[1].pid, "sandbox": processes[0].pid}
         for scenario in args.scenarios.split(","):
+            account = cpu_groups(servers)
             samples = asyncio.run(drive(base, world, scenario, schedules[scenario]))
             results[scenario] = report(scenario, samples, schedules[scenario])
+            cpu_report(account, len(samples))
         if args.profile_seconds:
             children = Path(f"/proc/{web.pid}/task/{web.pid}/children").read_text()
             worker_pid = int(children.split()[0])
@@ -436,6 +509,7 @@ def main() -> None:
         for process in reversed(processes):
             support.stop(process)
     print(f"\nload average after: {os.getloadavg()[0]:.2f} (other work on the machine shows here)")
+    print(f"SQL statements per request: {statements} (and 3 Redis round trips: rate limit)")
     exit_code = _verdict(world, results, args)
     raise SystemExit(exit_code)
 

@@ -18,123 +18,31 @@ It prints orders/s and transfers/s with p50/p95 latency, the ratio orders/s / tr
 """
 
 import argparse
-import base64
 import http.client
 import json
 import os
 import random
-import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DB_URL = os.environ.setdefault(
-    "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/offerhub_bench_orders"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import support
+
+DB_URL = support.production_settings(
+    database="offerhub_bench_orders",
+    redis_db=9,
+    DJANGO_SETTINGS_MODULE="bench.orders_settings",
+    LEDGER_SEAL_ON_COMMIT="false",  # sealing runs from beat in production, off the hot path
+    RATE_LIMIT_REQUESTS="100000000",  # measure the limiter's cost, not its refusals
+    LOG_LEVEL="WARNING",
 )
-BENCH_ENV = {
-    "DJANGO_SETTINGS_MODULE": "bench.orders_settings",
-    "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"),
-    "DEBUG": "false",
-    "SECRET_KEY": "bench-only-" + "x" * 40,
-    "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    "STELLAR_KEY_ENCRYPTION_KEYS": base64.b64encode(secrets.token_bytes(32)).decode(),
-    "LEDGER_SEAL_ON_COMMIT": "false",  # sealing runs from beat in production, off the hot path
-    "RATE_LIMIT_REQUESTS": "100000000",  # measure the limiter's cost, not its refusals
-    "LOG_LEVEL": "WARNING",
-}
-os.environ.update({k: v for k, v in BENCH_ENV.items() if k != "REDIS_URL"})
-os.environ.setdefault("REDIS_URL", BENCH_ENV["REDIS_URL"])
 
 import django  # noqa: E402
-import psycopg  # noqa: E402
 
 BUYERS, SELLERS = 400, 40
-
-
-def fresh_database() -> None:
-    name = DB_URL.rsplit("/", 1)[1]
-    if not name.startswith("offerhub_bench"):
-        raise SystemExit(f"refusing to recreate {name!r}: name it offerhub_bench*")
-    with psycopg.connect(DB_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup() -> dict[str, object]:
-    from django.core.management import call_command
-
-    from ledger.models import Account
-    from ledger.money import Money
-    from ledger.services import Leg, entry_post, system_account, user_account
-    from orchestrator.services import api_key_create, marketplace_create, user_create
-
-    call_command("migrate", verbosity=0)
-    market = marketplace_create(name="bench", slug=f"bench-{uuid.uuid4().hex[:8]}")
-    _, raw_key = api_key_create(
-        marketplace=market, name="bench", scopes=["write"], environment="test"
-    )
-    clearing = system_account(
-        marketplace_id=market.pk, code="provider_clearing:airtm", currency="USD"
-    )
-    buyers: list[tuple[str, int]] = []
-    sellers: list[tuple[str, int]] = []
-    for n in range(BUYERS + SELLERS):
-        user = user_create(marketplace=market, external_user_id=f"u{n}", email="", type="BOTH")[0]
-        account = user_account(user=user, kind=Account.Kind.AVAILABLE, currency="USD")
-        money = Money.of("1000000", "USD")
-        entry_post(
-            marketplace_id=market.pk,
-            reference=f"bench-fund:{user.public_id}",
-            kind="topup",
-            legs=[Leg.debit(clearing, money), Leg.credit(account, money)],
-        )
-        (buyers if n < BUYERS else sellers).append((user.public_id, account.pk))
-    return {"key": raw_key, "buyers": buyers, "sellers": sellers}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(  # noqa: S603 - our own gunicorn, fixed arguments
-        [
-            str(ROOT / ".venv" / "bin" / "gunicorn"),
-            "orchestrator.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "sync",
-            "--backlog",
-            "256",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env={**os.environ},
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/health")
-            if conn.getresponse().status == 200:
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("gunicorn did not start")
 
 
 class Client(threading.Thread):
@@ -241,14 +149,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    fresh_database()
+    support.fresh_database(DB_URL)
     django.setup()
-    data = setup()
+    data = support.seed_marketplace(buyers=BUYERS, sellers=SELLERS, funds="1000000")
     from django.db import connections
 
     connections.close_all()
-    port = free_port()
-    server = start_server(port, args.workers)
+    port = support.free_port()
+    server = support.start_gunicorn(port, args.workers)
     try:
         run_case(port, "transfer", data, args.clients, 2.0)  # warm up both paths
         run_case(port, "orders", data, args.clients, 2.0)
@@ -267,8 +175,7 @@ def main() -> None:
                     f"{r['errors']:>8.0f}"
                 )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        support.stop(server)
 
     def mean(case: str, key: str) -> float:
         return statistics.fmean(r[key] for r in results[case])

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +191,62 @@ def seed_marketplace(*, buyers: int, sellers: int, funds: str) -> dict[str, Any]
         )
         users.append((user.public_id, account.pk))
     return {"key": raw_key, "buyers": users[:buyers], "sellers": users[buyers:]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process `pid` has used, from /proc (NaN once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy since boot (from /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuAccount:
+    """CPU seconds used by named groups of processes between two readings, beside what the
+    whole machine used: on a shared machine the rest is other people's work.
+
+    `groups` maps a name to a function listing its process ids at reading time; a process
+    that appears between readings counts from zero.
+    """
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, dict[str, dict[int, float]]]:
+        readings = {
+            name: {pid: cpu_seconds(pid) for pid in pids()} for name, pids in self.groups.items()
+        }
+        return time.monotonic(), readings | {"machine": {0: machine_busy_seconds()}}
+
+    def used(self) -> tuple[float, dict[str, float]]:
+        """(wall seconds, CPU seconds per group and for the whole machine) since creation."""
+        began, before = self.start
+        now, after = self._read()
+        used = {
+            name: sum(
+                value - before[name].get(pid, 0.0)
+                for pid, value in pids.items()
+                if value == value  # NaN: gone
+            )
+            for name, pids in after.items()
+        }
+        return now - began, used
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
