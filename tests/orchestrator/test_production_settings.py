@@ -39,7 +39,8 @@ def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> ModuleT
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("VAR_DIR", str(tmp_path))
     spec = importlib.util.spec_from_file_location("settings_under_test", SETTINGS)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
