@@ -1,30 +1,39 @@
-# Production image: the web (gunicorn, WSGI), SSE (uvicorn, ASGI), Celery worker and beat all
-# run from it with different commands (see docker-compose.yml).
-FROM python:3.11-slim AS base
+# Production image: the web process (gunicorn, WSGI), server-sent events (uvicorn, ASGI), the
+# Celery worker and beat and, in the sandbox profile, the provider simulators all run from it
+# with different commands (see docker-compose.yml and docs/operations.md).
+FROM python:3.11-slim
 
+# PYTHONPATH: /app's code wins over the copy pip installs (settings find templates/ from it).
+# PROMETHEUS_MULTIPROC_DIR: several processes per container add their metrics up there.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/app \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    VAR_DIR=/app/var
+    VAR_DIR=/app/var \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 
 WORKDIR /app
-RUN groupadd --system app && useradd --system --gid app --home /app app
+RUN groupadd --system app && useradd --system --gid app --home-dir /app --no-create-home app
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md manage.py ./
 COPY orchestrator ./orchestrator
 COPY ledger ./ledger
 COPY providers ./providers
 COPY escrow ./escrow
 COPY webhooks ./webhooks
 COPY templates ./templates
-COPY manage.py ./
+# Static files are collected at build time; production settings need real-looking secrets to
+# load at all, so collectstatic gets throwaway ones that exist only in this RUN.
 RUN pip install . && mkdir -p /app/var && \
     SECRET_KEY=collectstatic-only DEBUG=false ALLOWED_HOSTS=localhost \
+    STELLAR_KEY_ENCRYPTION_KEYS="$(python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')" \
+    WEBHOOK_SECRET_KEYS="$(python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')" \
     python manage.py collectstatic --noinput -v 0 && chown -R app:app /app/var
 
 USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=4).status == 200 else 1)"
-CMD ["gunicorn", "orchestrator.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+    CMD ["python", "-m", "orchestrator.healthcheck"]
+# Workers: WEB_CONCURRENCY (default 2 per core + 1); see orchestrator/gunicorn_config.py.
+CMD ["gunicorn", "-c", "python:orchestrator.gunicorn_config", "orchestrator.wsgi:application"]

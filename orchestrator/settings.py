@@ -185,21 +185,31 @@ SANDBOX_URL = env.str("SANDBOX_URL", default="http://127.0.0.1:8001").rstrip("/"
 # Where marketplaces' users and providers reach this orchestrator (callback and webhook URLs).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 _LIVE = PROVIDERS_MODE == "live"
-AIRTM_BASE_URL = env.str(
+
+
+def _provider_setting(name: str, *, live: str, sandbox: str) -> str:
+    """NAME, else the default of the providers' mode. Empty counts as unset (a blank line
+    copied from .env.example, or docker-compose passing an unset variable through)."""
+    return str(env.str(name, default="")) or (live if _LIVE else sandbox)
+
+
+AIRTM_BASE_URL = _provider_setting(
     "AIRTM_BASE_URL",
-    default="https://api.enterprise.airtm.com/v2" if _LIVE else f"{SANDBOX_URL}/airtm/v2",
+    live="https://api.enterprise.airtm.com/v2",
+    sandbox=f"{SANDBOX_URL}/airtm/v2",
 ).rstrip("/")
 # Airtm returns no checkout URL; it is built from the payin id.
-AIRTM_CHECKOUT_URL = env.str(
+AIRTM_CHECKOUT_URL = _provider_setting(
     "AIRTM_CHECKOUT_URL",
-    default="https://app.airtm.com/payin/{id}" if _LIVE else f"{SANDBOX_URL}/airtm/payin/{{id}}",
+    live="https://app.airtm.com/payin/{id}",
+    sandbox=f"{SANDBOX_URL}/airtm/payin/{{id}}",
 )
-AIRTM_API_KEY = env.str("AIRTM_API_KEY", default="" if _LIVE else "sandbox-api-key")
-AIRTM_API_SECRET = env.str("AIRTM_API_SECRET", default="" if _LIVE else "sandbox-api-secret")
+AIRTM_API_KEY = _provider_setting("AIRTM_API_KEY", live="", sandbox="sandbox-api-key")
+AIRTM_API_SECRET = _provider_setting("AIRTM_API_SECRET", live="", sandbox="sandbox-api-secret")
 # Svix endpoint secret(s), "whsec_<base64>"; several separated by spaces while rotating.
 _SANDBOX_WEBHOOK_SECRET = "whsec_c2FuZGJveC1haXJ0bS13ZWJob29rLXNlY3JldC0wMQ=="  # noqa: S105
-AIRTM_WEBHOOK_SECRETS = env.str(
-    "AIRTM_WEBHOOK_SECRET", default="" if _LIVE else _SANDBOX_WEBHOOK_SECRET
+AIRTM_WEBHOOK_SECRETS = _provider_setting(
+    "AIRTM_WEBHOOK_SECRET", live="", sandbox=_SANDBOX_WEBHOOK_SECRET
 ).split()
 AIRTM_CONNECT_TIMEOUT = env.float("AIRTM_CONNECT_TIMEOUT", default=3.05)
 AIRTM_READ_TIMEOUT = env.float("AIRTM_READ_TIMEOUT", default=10.0)
@@ -216,13 +226,13 @@ if _LIVE and not (AIRTM_API_KEY and AIRTM_API_SECRET and AIRTM_WEBHOOK_SECRETS):
 
 # Trustless Work (escrow contracts on Stellar), V1 REST API. The testnet API lives at
 # https://dev.api.trustlesswork.com (set TRUSTLESS_WORK_BASE_URL and the testnet passphrase).
-# An empty value in .env counts as unset.
-TRUSTLESS_WORK_BASE_URL = (
-    env.str("TRUSTLESS_WORK_BASE_URL", default="")
-    or ("https://api.trustlesswork.com" if _LIVE else f"{SANDBOX_URL}/trustless-work")
+TRUSTLESS_WORK_BASE_URL = _provider_setting(
+    "TRUSTLESS_WORK_BASE_URL",
+    live="https://api.trustlesswork.com",
+    sandbox=f"{SANDBOX_URL}/trustless-work",
 ).rstrip("/")
-TRUSTLESS_WORK_API_KEY = env.str("TRUSTLESS_WORK_API_KEY", default="") or (
-    "" if _LIVE else "sandbox-trustless-work-key"
+TRUSTLESS_WORK_API_KEY = _provider_setting(
+    "TRUSTLESS_WORK_API_KEY", live="", sandbox="sandbox-trustless-work-key"
 )
 TRUSTLESS_WORK_CONNECT_TIMEOUT = env.float("TRUSTLESS_WORK_CONNECT_TIMEOUT", default=3.05)
 # send-transaction waits for the ledger to close (about 5 s, sometimes more).
@@ -253,15 +263,15 @@ if ESCROW_REFUND_FEES not in ("platform", "buyer"):
 ESCROW_SANDBOX_PROVISIONING = not _LIVE and env.bool("ESCROW_SANDBOX_PROVISIONING", default=True)
 
 # --- Stellar: network and the key vault -------------------------------------------------------
-STELLAR_NETWORK_PASSPHRASE = env.str("STELLAR_NETWORK_PASSPHRASE", default="") or (
-    "Public Global Stellar Network ; September 2015"
-    if _LIVE
-    else "Test SDF Network ; September 2015"
+STELLAR_NETWORK_PASSPHRASE = _provider_setting(
+    "STELLAR_NETWORK_PASSPHRASE",
+    live="Public Global Stellar Network ; September 2015",
+    sandbox="Test SDF Network ; September 2015",
 )
-STELLAR_USDC_ISSUER = env.str("STELLAR_USDC_ISSUER", default="") or (
-    "GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN"
-    if _LIVE
-    else "GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
+STELLAR_USDC_ISSUER = _provider_setting(
+    "STELLAR_USDC_ISSUER",
+    live="GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN",
+    sandbox="GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5",
 )
 # Master keys that wrap the data keys of the Stellar secret seeds (envelope encryption):
 # base64 of 32 random bytes each, comma separated; the first encrypts, the others only

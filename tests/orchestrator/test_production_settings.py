@@ -28,7 +28,7 @@ LIVE = {
     "TRUSTLESS_WORK_API_KEY": "tw_live",
 }
 # Everything the settings read that the test environment may hold, besides the services.
-_READ = {*LIVE, "LOG_FORMAT", "DJANGO_SETTINGS_MODULE"}
+_READ = {*LIVE, "LOG_FORMAT", "DJANGO_SETTINGS_MODULE", "SANDBOX_URL", "AIRTM_BASE_URL"}
 
 
 def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> ModuleType:
@@ -121,3 +121,13 @@ def test_log_format_can_be_chosen(monkeypatch, tmp_path) -> None:
     assert load(monkeypatch, tmp_path, DEBUG="true", LOG_FORMAT="json").LOG_FORMAT == "json"
     with pytest.raises(ImproperlyConfigured, match="LOG_FORMAT"):
         load(monkeypatch, tmp_path, DEBUG="true", LOG_FORMAT="xml")
+
+
+def test_blank_provider_settings_count_as_unset(monkeypatch, tmp_path) -> None:
+    """A blank line copied from .env.example, or compose passing `${NAME:-}` through."""
+    blank = dict.fromkeys(["AIRTM_BASE_URL", "AIRTM_API_KEY", "AIRTM_WEBHOOK_SECRET"], "")
+    settings = load(monkeypatch, tmp_path, DEBUG="true", SANDBOX_URL="http://sb:8090", **blank)
+
+    assert settings.AIRTM_BASE_URL == "http://sb:8090/airtm/v2"
+    assert settings.AIRTM_API_KEY == "sandbox-api-key"
+    assert settings.AIRTM_WEBHOOK_SECRETS != []
