@@ -4,7 +4,8 @@ orchestrator.wsgi:application` (the Dockerfile's command). Command-line options 
 - Workers: WEB_CONCURRENCY (gunicorn reads it itself), else 2 per core + 1, sync workers:
   each request holds one worker for its whole run, provider calls included.
 - Logs: the application writes one JSON line per request itself (orchestrator.access, with
-  the request id), so gunicorn's access log is off and its error log goes to stderr.
+  the request id), so gunicorn's access log is off; gunicorn's own lines (start, worker
+  boots and timeouts) go to stderr as JSON too, unless LOG_FORMAT=plain.
 - Metrics: with PROMETHEUS_MULTIPROC_DIR set, the directory is emptied when the server
   starts and each exiting worker's live gauges are dropped (see orchestrator.metrics).
 """
@@ -24,6 +25,24 @@ errorlog = "-"
 # A worker restarts after about this many requests (spread by the jitter), bounding leaks.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = max_requests // 10
+if os.environ.get("LOG_FORMAT", "json") == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "orchestrator.logs.JsonFormatter"}},
+        "filters": {"redact": {"()": "orchestrator.logs.SecretRedactingFilter"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False}
+        },
+    }
 
 
 def on_starting(server: Any) -> None:
