@@ -42,7 +42,7 @@ from orchestrator.models import Event, Marketplace
 from webhooks import svix
 from webhooks.events import WebhookEndpointDisabled, WebhookPing
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookSecret
-from webhooks.secrets import new_secret, seal, unseal
+from webhooks.secrets import new_secret, reseal, seal, unseal
 from webhooks.targets import Target, TargetRefusedError, parse_target, resolve
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,18 @@ def endpoint_rotate_secret(
     endpoint.save(update_fields=["updated_at"])  # a new version: cached secrets are stale
     _audit(endpoint, "secret_rotated", after={"previous_expires_at": expires_at.isoformat()})
     return endpoint, raw, expires_at
+
+
+@transaction.atomic
+def secrets_reseal() -> int:
+    """Seal every stored signing secret again with the first WEBHOOK_SECRET_KEYS key, after
+    a new key was put first; then the old key can be dropped. Returns how many were sealed.
+    The secrets themselves (what marketplaces verify with) do not change."""
+    rows = list(WebhookSecret.objects.select_for_update().order_by("pk"))
+    for row in rows:
+        row.sealed = reseal(row.sealed)
+    WebhookSecret.objects.bulk_update(rows, ["sealed"], batch_size=500)
+    return len(rows)
 
 
 def endpoint_signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
