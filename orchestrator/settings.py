@@ -32,6 +32,9 @@ _DEV_SECRET = "dev-only-insecure-secret-key-change-me"  # noqa: S105 - refused b
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET)
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+# Previous SECRET_KEYs, still accepted on what they signed (sessions, pagination cursors)
+# while a rotation settles; see docs/operations.md.
+SECRET_KEY_FALLBACKS = [k for k in env.list("SECRET_KEY_FALLBACKS", default=[]) if k]
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must list this server's hosts when DEBUG is off.")
@@ -91,8 +94,11 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------------
 # Embedded default: SQLite under var/. Production and the test suite: PostgreSQL.
+# (A blank DATABASE_URL, as in .env.example, means the default.)
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'orchestrator.sqlite3'}")
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'orchestrator.sqlite3'}"
+    )
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services own their transactions
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
@@ -373,13 +379,13 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "static"))
 METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Celery queues whose length is reported (besides the default queue).
-METRICS_CELERY_QUEUES = env.list("METRICS_CELERY_QUEUES", default=[])
+METRICS_CELERY_QUEUES = [q for q in env.list("METRICS_CELERY_QUEUES", default=[]) if q]
 # A Celery worker serves its own counters (provider calls, webhook deliveries) on this port.
 CELERY_WORKER_METRICS_PORT = env.int("CELERY_WORKER_METRICS_PORT", default=0)
 
 # --- Logging: never log secrets; request ids on every line ------------------------------------
 # "json" (one object per line, the default with DEBUG off) or "plain".
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+LOG_FORMAT = env.str("LOG_FORMAT", default="") or ("plain" if DEBUG else "json")
 if LOG_FORMAT not in ("json", "plain"):
     raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'plain'.")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -131,3 +131,21 @@ def test_blank_provider_settings_count_as_unset(monkeypatch, tmp_path) -> None:
     assert settings.AIRTM_BASE_URL == "http://sb:8090/airtm/v2"
     assert settings.AIRTM_API_KEY == "sandbox-api-key"
     assert settings.AIRTM_WEBHOOK_SECRETS != []
+
+
+def test_a_copy_of_env_example_loads(monkeypatch, tmp_path) -> None:
+    """Every blank line of .env.example means "the default"."""
+    example = SETTINGS.parents[1] / ".env.example"
+    values = dict(
+        line.split("=", 1)
+        for line in example.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    for name in values:
+        monkeypatch.delenv(name, raising=False)
+    settings = load(monkeypatch, tmp_path, **values)
+
+    assert settings.LOG_FORMAT == "plain"
+    assert settings.AIRTM_BASE_URL.endswith("/airtm/v2")
+    assert settings.METRICS_CELERY_QUEUES == []
+    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
