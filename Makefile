@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev services lint typecheck check bench-ledger bench-orders clean
+.PHONY: run test install install-dev services lint typecheck check bench-ledger bench-orders bench-load clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -56,6 +56,11 @@ bench-ledger: install-dev services
 
 bench-orders: install-dev services
 	$(BIN)/python bench/orders.py
+
+# Baseline mix, hot accounts and a spike against gunicorn + Celery + the sandboxes; then
+# verify_ledger (exits non-zero unless the money is exact). Options: bench/load.py --help.
+bench-load: install-dev services
+	$(BIN)/python bench/load.py $(BENCH_LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache
