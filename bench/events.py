@@ -38,6 +38,7 @@ DB_URL = support.production_settings(
     database="offerhub_bench_events",
     redis_db=12,
     WEBHOOK_TEST_MODE="true",  # the receiver is on 127.0.0.1 over http
+    LOG_LEVEL="WARNING",  # not an access line per stream
 )
 QUEUE = f"bench-events-{os.getpid()}"
 CONNECTING = 20

@@ -39,9 +39,8 @@ if os.environ.get("LOG_FORMAT", "json") == "json":
                 "stream": "ext://sys.stderr",
             }
         },
-        "loggers": {
-            "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False}
-        },
+        # No level: gunicorn's --log-level (default info) keeps deciding.
+        "loggers": {"gunicorn.error": {"handlers": ["console"], "propagate": False}},
     }
 
 
