@@ -314,6 +314,12 @@ def report(scenario: str, samples: list[Sample], schedule: list[tuple[float, int
     print(f"\n{scenario}: {clients} clients, {seconds:g} s")
     print(HEADER)
     print(line("all", total))
+    reads: list[Sample] = []
+    writes: list[Sample] = []
+    for sample in samples:
+        (reads if sample.operation.endswith((".get", ".list", ".log")) else writes).append(sample)
+    print(line("  reads", figures(reads, seconds)))
+    print(line("  writes", figures(writes, seconds)))
     by_operation: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
         by_operation[sample.operation].append(sample)
