@@ -34,6 +34,7 @@ The goal printed is the upstream product's: API p95 <= 100 ms at 32 clients, bas
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import subprocess
@@ -377,8 +378,13 @@ def statements_per_request(world: World) -> str:
         with CaptureQueriesContext(connection) as queries:
             if method == "get":
                 response = client.get(path)
-            else:
-                response = client.post(path, body or {}, content_type="application/json")
+            else:  # as the clients send them: with an Idempotency-Key
+                response = client.post(
+                    path,
+                    body or {},
+                    content_type="application/json",
+                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                )
         counts[name] = len(queries)
         return response.json()
 
@@ -440,23 +446,40 @@ def profile(pid: int, seconds: float) -> None:
         check=True,
         capture_output=True,
     )
-    own: Counter[str] = Counter()
+    inside: Counter[str] = Counter()  # samples with the function anywhere on the stack
+    leaf: Counter[str] = Counter()  # samples by what the innermost frame was doing
     total = 0
     for row in out.read_text().splitlines():
         stack, _, count = row.rpartition(" ")
-        frames = stack.split(";")
+        frames = [f.split(" (")[0] + " " + f.split("(")[-1].split(":")[0] for f in stack.split(";")]
         total += int(count)
-        for frame in {f.split(" (")[0] + " " + f.split("(")[-1].split(":")[0] for f in frames}:
-            own[frame] += int(count)
-    print(f"\npy-spy, worker {pid}, {total} samples: share of samples inside each function")
-    interesting = [
-        (frame, n)
-        for frame, n in own.most_common(200)
-        if "/site-packages/" not in frame or "django/db" in frame or "redis" in frame
-    ]
-    for frame, n in interesting[:25]:
+        leaf[_activity(frames[-1])] += int(count)
+        for frame in set(frames):
+            if frame.split(" ")[-1].startswith(PROJECT):
+                inside[frame] += int(count)
+    print(f"\npy-spy, one web worker, {total} samples while busy; innermost frame:")
+    print("  " + ", ".join(f"{name} {n / total:.0%}" for name, n in leaf.most_common()))
+    print("  time inside the project's functions (nested: shares overlap):")
+    for frame, n in [(f, n) for f, n in inside.most_common(40) if n / total < 0.85][:20]:
         print(f"  {n / total:>6.1%}  {frame}")
     print(f"  (raw stacks in {out})")
+
+
+PROJECT = ("orchestrator/", "ledger/", "providers/", "escrow/", "webhooks/")
+
+
+def _activity(frame: str) -> str:
+    module = frame.split(" ")[-1]
+    for prefix, name in (
+        ("psycopg", "waiting for PostgreSQL"),
+        ("redis", "Redis"),
+        ("gunicorn", "gunicorn (HTTP)"),
+        ("kombu", "Celery publishing"),
+        ("celery", "Celery publishing"),
+    ):
+        if module.startswith(prefix):
+            return name
+    return "Python (Django, DRF, the project)"
 
 
 def main() -> None:
@@ -475,6 +498,7 @@ def main() -> None:
     django.setup()
     from django.db import connections
 
+    logging.getLogger().setLevel(logging.WARNING)  # this process's own requests: no access lines
     world = setup()
     statements = statements_per_request(world)
     connections.close_all()
