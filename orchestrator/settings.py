@@ -103,7 +103,12 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services own their transactions
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A reused connection is checked (one `SELECT 1` round trip) at each request's first
+    # query, so a PostgreSQL restart costs no failed request; off saves that round trip and a
+    # restart then fails the first request of each process (docs/operations.md).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool(
+        "DATABASE_CONN_HEALTH_CHECKS", default=True
+    )
     # Django's cursors bind client-side and are never prepared; the only server-side-binding
     # statement is the ledger's posting (ledger.sql), prepared on its 2nd run per connection,
     # which saves the server parsing and planning it on every transfer. Set it empty behind a
