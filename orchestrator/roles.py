@@ -79,3 +79,20 @@ def sync_roles() -> dict[str, int]:
     admin_group.permissions.set(admin_perms)
     counts[ADMIN] = len(admin_perms)
     return counts
+
+
+# --- Back-office pages and actions (disputes, order timeline, webhooks) ---------------------
+# Support works the dispute queue: assigns, keeps notes, decides; reads orders and users
+# (the common view permissions above). Finance replays outbound deliveries and reads the
+# inbound provider webhooks, refused ones included. API keys and marketplaces are the admin
+# role's alone (it holds every permission).
+ROLE_PERMISSIONS[SUPPORT] += (
+    "escrow.assign_dispute",
+    "escrow.resolve_dispute",
+    "escrow.view_disputenote",
+    "escrow.add_disputenote",
+)
+ROLE_PERMISSIONS[FINANCE] += (
+    "webhooks.replay_delivery",
+    "webhooks.view_inboundrejection",
+)
