@@ -5,6 +5,7 @@ webhook receiver come from their apps' conftest modules.
 """
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -82,7 +83,9 @@ def bare_dispute(buyer: Any, seller: Any) -> Callable[..., Dispute]:
                 "buyer": MarketplaceUser.objects.create(marketplace=market, external_user_id="b"),
                 "seller": MarketplaceUser.objects.create(marketplace=market, external_user_id="s"),
             }
-        order = Order.objects.create(marketplace=market, amount="10.00", title="Bare", **people)
+        order = Order.objects.create(
+            marketplace=market, amount=Decimal("10.00"), title="Bare", **people
+        )
         return Dispute.objects.create(
             marketplace=market, order=order, opened_by="BUYER", reason="OTHER", **fields
         )
