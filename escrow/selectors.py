@@ -10,6 +10,7 @@ from django.db.models import Prefetch, QuerySet
 from escrow.errors import DisputeNotFoundError, MilestoneNotFoundError, OrderNotFoundError
 from escrow.models import ChainStep, Dispute, Escrow, Milestone, Order
 from ledger.models import JournalEntry, Posting
+from ledger.money import Money
 from orchestrator.models import AuditLog, Event, Marketplace, MarketplaceUser
 from orchestrator.selectors import UserNotFoundError, filtered
 from providers.models import ProviderCall
@@ -205,7 +206,7 @@ def _ledger_items(order: Order, milestone_refs: list[str]) -> list[TimelineItem]
                 "postings": [
                     {
                         "account": p.account.code or f"{p.account.user_public_id}.{p.account.kind}",
-                        "amount": str(p.amount),
+                        "amount": Money(p.amount, p.currency).text(),
                         "currency": p.currency,
                     }
                     for p in entry.postings.all()
