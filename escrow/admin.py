@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -166,10 +167,14 @@ def _order_links(
         links.append(("Escrow contract", contract, admin_link(request, "escrow.escrow", escrow.pk)))
     if order.hold_id is not None:
         links.append(
-            ("Reservation", str(order.hold_id), admin_link(request, "ledger.hold", order.hold_id))
+            ("Reservation", str(order.hold), admin_link(request, "ledger.hold", order.hold_id))
         )
     for dispute in Dispute.objects.filter(order=order).order_by("id"):
         links.append(("Dispute", str(dispute), admin_link(request, "escrow.dispute", dispute.pk)))
+    if request.user.has_perm("ledger.view_journalentry"):
+        entries = reverse("admin:ledger_journalentry_changelist")
+        reference = f"order:{order.public_id}"
+        links.append(("Ledger transactions", reference, f"{entries}?{urlencode({'q': reference})}"))
     return links
 
 
