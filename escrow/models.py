@@ -11,6 +11,7 @@ Invariants:
   envelope is stored before it is submitted, so a step never submits a second, different
   transaction while the first could still land (escrow.services.steps).
 - The escrow's engagement id is the order's public id: how an uncertain deploy is found.
+- Staff notes on a dispute (DisputeNote) are only ever added, never edited or deleted.
 """
 
 from decimal import Decimal

@@ -5,6 +5,8 @@ sealed secrets, one delivery per (event, endpoint) and every attempt of it.
 Invariants:
 - An inbound message is stored only after its signature verified; `(provider, message_id)` is
   unique, so a redelivered message is recognised and never processed twice.
+- A message whose signature does not verify is never stored as an InboundWebhook nor
+  processed; an InboundRejection records the refusal (claimed id, reason, body digest).
 - The raw body is kept byte for byte (as text): it is what the signature covered.
 - Outbound secrets are stored sealed (never in clear) and shown once, when made.
 - A delivery row exists exactly when its event does (same transaction), one per endpoint.
