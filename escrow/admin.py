@@ -96,24 +96,13 @@ class OrderAdmin(ReadOnlyAdmin):
     inlines = [MilestoneInline]
     change_form_template = "admin/escrow/order/change_form.html"
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        order = self.get_object(request, object_id)
-        context = dict(extra_context or {})
-        if order is not None and self.has_view_permission(request, order):
-            items = order_timeline(order=order, internal=True)
-            items = sorted([*items, *_webhook_items(items)], key=lambda item: item.at)
-            escrow = Escrow.objects.filter(order=order).first()
-            context.update(
-                timeline=[(item, _source_url(request, item), _details(item)) for item in items],
-                links=_order_links(request, order, escrow),
-            )
-        return super().change_view(request, object_id, form_url, context)
+    def object_context(self, request: HttpRequest, obj: Order) -> dict[str, Any]:
+        items = order_timeline(order=obj, internal=True)
+        items = sorted([*items, *_webhook_items(items)], key=lambda item: item.at)
+        return {
+            "timeline": [(item, _source_url(request, item), _details(item)) for item in items],
+            "links": _order_links(request, obj, Escrow.objects.filter(order=obj).first()),
+        }
 
 
 def _source_url(request: HttpRequest, item: TimelineItem) -> str:
@@ -383,29 +372,19 @@ class DisputeAdmin(ReadOnlyAdmin):
     def _page(self, dispute: Dispute) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:escrow_dispute_change", args=[dispute.pk]))
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        dispute = self.get_object(request, object_id)
-        context = dict(extra_context or {})
-        if dispute is not None:
-            notes = DisputeNote.objects.filter(dispute=dispute).select_related("author")
-            context.update(
-                dispute=dispute,
-                evidence=[str(item) for item in dispute.evidence or []],
-                notes=notes if request.user.has_perm("escrow.view_disputenote") else None,
-                can_assign=self.has_assign_permission(request) and _assignable(request, dispute),
-                can_note=self.has_note_permission(request),
-                can_resolve=self.has_resolve_permission(request)
-                and dispute.status == Dispute.Status.UNDER_REVIEW
-                and not dispute.decision,
-                order_url=reverse("admin:escrow_order_change", args=[dispute.order_id]),
-            )
-        return super().change_view(request, object_id, form_url, context)
+    def object_context(self, request: HttpRequest, obj: Dispute) -> dict[str, Any]:
+        notes = DisputeNote.objects.filter(dispute=obj).select_related("author")
+        return {
+            "dispute": obj,
+            "evidence": [str(item) for item in obj.evidence or []],
+            "notes": notes if request.user.has_perm("escrow.view_disputenote") else None,
+            "can_assign": self.has_assign_permission(request) and _assignable(request, obj),
+            "can_note": self.has_note_permission(request),
+            "can_resolve": self.has_resolve_permission(request)
+            and obj.status == Dispute.Status.UNDER_REVIEW
+            and not obj.decision,
+            "order_url": reverse("admin:escrow_order_change", args=[obj.order_id]),
+        }
 
     def assign_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         dispute = self._dispute(request, object_id, self.has_assign_permission(request))

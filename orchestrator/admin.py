@@ -35,6 +35,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def object_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        """What an object's page shows beyond its fields (for its template); override."""
+        return {}
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if obj is not None and self.has_view_permission(request, obj):
+            context.update(self.object_context(request, obj))
+        return super().change_view(request, object_id, form_url, context)
+
 
 def admin_link(request: HttpRequest, label: str, pk: object) -> str:
     """The admin page of row `pk` of model `label` ("app_label.model"), or "" when the user

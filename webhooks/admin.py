@@ -135,12 +135,5 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
             reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
         )
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        context = {**(extra_context or {}), "can_replay": self.has_replay_permission(request)}
-        return super().change_view(request, object_id, form_url, context)
+    def object_context(self, request: HttpRequest, obj: WebhookDelivery) -> dict[str, Any]:
+        return {"can_replay": self.has_replay_permission(request)}

@@ -145,6 +145,13 @@ def decide_url(dispute: Dispute) -> str:
 SPLIT = {"decision": "SPLIT", "release_amount": "72.00", "refund_amount": "48.00"}
 
 
+def preview_then_confirm(client, dispute: Dispute, body: dict[str, str]):
+    """Preview `body`, then confirm it with the fingerprint the preview showed."""
+    previewed = client.post(decide_url(dispute), {**body, "_preview": "1"})
+    fingerprint = previewed.context["preview"].fingerprint()
+    return client.post(decide_url(dispute), {**body, "_confirm": "1", "fingerprint": fingerprint})
+
+
 def under_review(dispute: Dispute) -> Dispute:
     return dispute_assign(dispute=dispute, assigned_to="ana")
 
@@ -244,18 +251,9 @@ def test_confirming_the_preview_decides_through_the_service_and_the_chain_pays_o
 ):
     dispute = under_review(disputed(amount="120.00", fee_bps=250))
     client = staff_client("support", "ana")
-    previewed = client.post(decide_url(dispute), {**SPLIT, "reason": "half each", "_preview": "1"})
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            decide_url(dispute),
-            {
-                **SPLIT,
-                "reason": "half each",
-                "_confirm": "1",
-                "fingerprint": previewed.context["preview"].fingerprint(),
-            },
-        )
+        response = preview_then_confirm(client, dispute, {**SPLIT, "reason": "half each"})
 
     assert response.status_code == 302
     dispute = fresh(dispute)
@@ -284,18 +282,7 @@ def test_confirming_the_preview_decides_through_the_service_and_the_chain_pays_o
 def test_a_decided_dispute_has_no_decision_form(staff_client, disputed):
     dispute = under_review(disputed())
     client = staff_client("support")
-    preview = client.post(
-        decide_url(dispute), {"decision": "FULL_REFUND", "reason": "r", "_preview": "1"}
-    )
-    client.post(
-        decide_url(dispute),
-        {
-            "decision": "FULL_REFUND",
-            "reason": "r",
-            "_confirm": "1",
-            "fingerprint": preview.context["preview"].fingerprint(),
-        },
-    )
+    preview_then_confirm(client, dispute, {"decision": "FULL_REFUND", "reason": "r"})
 
     again = client.post(
         decide_url(dispute), {"decision": "FULL_REFUND", "reason": "r", "_preview": "1"}
