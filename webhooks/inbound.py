@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 AIRTM = "airtm"
 _SIGNATURE_HEADERS = ("id", "timestamp", "signature")
 REJECTION_EXCERPT_CHARS = 500
+REJECTIONS_KEPT_PER_MINUTE = 60
 
 
 def airtm_webhook_receive(
@@ -83,10 +84,20 @@ def _signature_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def inbound_rejection_record(
     *, provider: str, headers: Mapping[str, str], body: bytes, error: WebhookSignatureError, ip: str
-) -> InboundRejection:
-    """Keep a refused message's verification result for the operators (the admin's rejected
+) -> InboundRejection | None:
+    """Keep a refused message's verification result for the operators (the admin's refused
     inbound webhooks): the claimed id, why it failed, the signature headers, the body's digest
-    and first characters."""
+    and first characters.
+
+    Anyone can send refused messages, so at most REJECTIONS_KEPT_PER_MINUTE a minute per
+    provider are kept (None beyond that): a flood cannot fill the table.
+    """
+    recent = InboundRejection.objects.filter(
+        provider=provider, received_at__gte=timezone.now() - timedelta(minutes=1)
+    )
+    if recent.count() >= REJECTIONS_KEPT_PER_MINUTE:
+        logger.warning("Refused %s webhook not recorded: too many refusals this minute", provider)
+        return None
     return InboundRejection.objects.create(
         provider=provider,
         message_id=svix.message_id(headers)[:200],

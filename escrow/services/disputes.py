@@ -282,7 +282,7 @@ def dispute_preview(
 
     Raises what dispute_resolve raises for the same arguments.
     """
-    dispute = Dispute.objects.select_related("order").get(pk=dispute.pk)
+    dispute = Dispute.objects.get(pk=dispute.pk)
     _require_undecided(dispute)
     escrow = Escrow.objects.get(order_id=dispute.order_id)
     unpaid = list(

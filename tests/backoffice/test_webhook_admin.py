@@ -137,3 +137,24 @@ def test_inbound_webhooks_show_their_verification_result(staff_client):
     html = refused_list.content.decode()
     assert f"refused: {refused['msg_forged'].reason}" in html
     assert len(refused_list.context["cl"].result_list) == 2
+
+
+def test_refusals_beyond_the_per_minute_cap_are_not_recorded(monkeypatch):
+    monkeypatch.setattr("webhooks.inbound.REJECTIONS_KEPT_PER_MINUTE", 2)
+    sender = Client()
+
+    answers = [
+        sender.post(
+            AIRTM_URL,
+            data=BODY,
+            content_type="application/json",
+            **svix_headers(FORGED_SECRET, msg_id=f"msg_{n}"),
+        ).status_code
+        for n in range(4)
+    ]
+
+    assert answers == [401, 401, 401, 401]
+    assert sorted(InboundRejection.objects.values_list("message_id", flat=True)) == [
+        "msg_0",
+        "msg_1",
+    ]
