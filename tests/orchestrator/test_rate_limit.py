@@ -1,6 +1,7 @@
 """Per-API-key rate limits in the cache (Redis): headers on every answer, 429 with Retry-After."""
 
 import time
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -110,7 +111,7 @@ def test_a_request_costs_one_redis_round_trip_on_redis(monkeypatch):
     executed: list[int] = []
     real = Pipeline.execute
 
-    def execute(self: Pipeline, *args: object, **kwargs: object) -> object:
+    def execute(self: Pipeline, *args: Any, **kwargs: Any) -> object:
         executed.append(len(self.command_stack))
         return real(self, *args, **kwargs)
 
@@ -131,7 +132,6 @@ def test_a_request_costs_one_redis_round_trip_on_redis(monkeypatch):
 )
 def test_the_in_memory_cache_of_the_embedded_default_limits_too():
     from django.core.cache import caches
-
     from django.core.cache.backends.locmem import LocMemCache
 
     assert isinstance(caches["default"], LocMemCache)
