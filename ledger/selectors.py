@@ -1,12 +1,14 @@
 """Ledger reads: balances and statements, always scoped by the caller's marketplace."""
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet, Sum
 
-from ledger.models import Account, AccountShard, Posting
+from ledger.models import Account, AccountShard, JournalEntry, Posting
 from ledger.money import EXPONENTS, Money
 from orchestrator.models import MarketplaceUser
 from orchestrator.selectors import filtered
@@ -70,3 +72,33 @@ def user_statement(
         entry__created_at__gte=created_after,
         entry__created_at__lt=created_before,
     )
+
+
+def posted_references(*, references: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of the (marketplace id, reference) pairs name a posted entry."""
+    by_marketplace: dict[int, set[str]] = defaultdict(set)
+    for marketplace_id, reference in references:
+        by_marketplace[marketplace_id].add(reference)
+    found: set[tuple[int, str]] = set()
+    for marketplace_id, refs in by_marketplace.items():
+        found.update(
+            (marketplace_id, ref)
+            for ref in JournalEntry.objects.filter(
+                marketplace_id=marketplace_id, reference__in=refs
+            ).values_list("reference", flat=True)
+        )
+    return found
+
+
+def system_balances(*, code_prefix: str, currency: str) -> dict[tuple[int, str], Decimal]:
+    """The balances of the system accounts whose code starts with `code_prefix`, by
+    (marketplace id, code)."""
+    rows = (
+        AccountShard.objects.filter(
+            account__code__startswith=code_prefix, account__currency=currency
+        )
+        .values("account__marketplace_id", "account__code")
+        .annotate(total=Sum("balance"))
+        .values_list("account__marketplace_id", "account__code", "total")
+    )
+    return {(mkt, code): total for mkt, code, total in rows}
