@@ -14,6 +14,9 @@ from escrow.models import Escrow, Order
 from orchestrator.models import Marketplace, MarketplaceUser
 from orchestrator.roles import ADMIN, FINANCE, SUPPORT, sync_roles
 
+# The Trustless Work simulator and an order driven through the API to a funded escrow.
+from tests.escrow.conftest import act, funded, tw  # noqa: F401
+
 ROLES = (SUPPORT, FINANCE, ADMIN)
 
 
