@@ -147,6 +147,25 @@ class VerifyReport:
             )
         )
 
+    def add_failed(
+        self,
+        checks: list[tuple[str, bool, str]],
+        object_type: str,
+        object_id: str,
+        where: str,
+        marketplace_id: int | None,
+    ) -> None:
+        """A finding for each (name, failed, problem) check of one object that failed."""
+        for name, failed, problem in checks:
+            if failed:
+                self.add(
+                    f"{object_type}:{object_id}:{name}",
+                    f"{where}: {problem}",
+                    marketplace_id=marketplace_id,
+                    object_type=object_type,
+                    object_id=object_id,
+                )
+
 
 def ledger_verify(*, seal: bool = True) -> VerifyReport:
     """Recompute every balance from postings, check the trial balance and walk every chain."""
@@ -182,15 +201,7 @@ def _verify_balances(report: VerifyReport) -> None:
             ),
             ("negative", not allow_negative and expected < 0, f"negative balance {expected}"),
         ]
-        for name, failed, problem in problems:
-            if failed:
-                report.add(
-                    f"account:{public_id}:{name}",
-                    f"account {public_id}: {problem}",
-                    marketplace_id=mkt,
-                    object_type="account",
-                    object_id=public_id,
-                )
+        report.add_failed(problems, "account", public_id, f"account {public_id}", mkt)
 
 
 def _verify_trial_balance(report: VerifyReport) -> None:
@@ -201,7 +212,7 @@ def _verify_trial_balance(report: VerifyReport) -> None:
         .values_list("entry__public_id", "entry__marketplace_id", "currency", "total")
     ):
         report.add(
-            f"entry:{entry_id}:unbalanced:{currency}",
+            f"ledger_entry:{entry_id}:unbalanced:{currency}",
             f"entry {entry_id}: {currency} postings sum to {total}, not 0",
             marketplace_id=mkt,
             object_type="ledger_entry",
@@ -271,12 +282,4 @@ def _verify_link(
             "hash does not match its contents",
         ),
     ]
-    for name, failed, problem in checks:
-        if failed:
-            report.add(
-                f"entry:{entry.public_id}:{name}",
-                f"{where}: {problem}",
-                marketplace_id=mkt,
-                object_type="ledger_entry",
-                object_id=entry.public_id,
-            )
+    report.add_failed(checks, "ledger_entry", entry.public_id, where, mkt)

@@ -18,8 +18,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from escrow.models import ChainStep, Escrow
+from escrow.services.reconciliation import escrow_finding
 from escrow.services.steps import escrow_advance
-from ledger.integrity import Finding
 from ledger.models import ReconciliationCase
 from ledger.reconciliation import cases_sync
 
@@ -75,22 +75,15 @@ def flag_stuck() -> int:
     how many need attention."""
     escrows = Escrow.objects.filter(needs_attention=True).select_related("order")
     findings = [
-        Finding(
+        escrow_finding(
+            escrow,
             kind=ReconciliationCase.Kind.STUCK,
             key=f"stuck:escrow:{escrow.public_id}",
             summary=(
                 f"escrow {escrow.public_id} of order {escrow.order.public_id} is stuck in "
                 f"{escrow.status}: {escrow.last_error or 'a chain step keeps failing'}"
             ),
-            marketplace_id=escrow.marketplace_id,
-            object_type="escrow",
-            object_id=escrow.public_id,
-            details={
-                "order_id": escrow.order.public_id,
-                "status": escrow.status,
-                "contract_id": escrow.contract_id,
-                "last_error": escrow.last_error,
-            },
+            last_error=escrow.last_error,
         )
         for escrow in escrows
     ]

@@ -94,10 +94,11 @@ def _usdc(amount: Decimal) -> str:
     return Money(Decimal(amount).quantize(Decimal("0.0000001")), "USDC").text()
 
 
-def _finding(escrow: Escrow, what: str, summary: str, **amounts: str) -> Finding:
+def escrow_finding(escrow: Escrow, *, kind: str, key: str, summary: str, **extra: str) -> Finding:
+    """A problem about an escrow (and its order), for a reconciliation case."""
     return Finding(
-        kind=ReconciliationCase.Kind.TRUSTLESS_WORK,
-        key=f"tw:escrow:{escrow.public_id}:{what}",
+        kind=kind,
+        key=key,
         summary=summary,
         marketplace_id=escrow.marketplace_id,
         object_type="escrow",
@@ -106,6 +107,16 @@ def _finding(escrow: Escrow, what: str, summary: str, **amounts: str) -> Finding
             "order_id": escrow.order.public_id,
             "status": escrow.status,
             "contract_id": escrow.contract_id,
-            **amounts,
+            **extra,
         },
+    )
+
+
+def _finding(escrow: Escrow, what: str, summary: str, **amounts: str) -> Finding:
+    return escrow_finding(
+        escrow,
+        kind=ReconciliationCase.Kind.TRUSTLESS_WORK,
+        key=f"tw:escrow:{escrow.public_id}:{what}",
+        summary=summary,
+        **amounts,
     )
