@@ -308,6 +308,8 @@ WEBHOOK_RETRY_WINDOW_SECONDS = env.float("WEBHOOK_RETRY_WINDOW_SECONDS", default
 WEBHOOK_AUTO_DISABLE_SECONDS = env.float("WEBHOOK_AUTO_DISABLE_SECONDS", default=5 * 86400)
 # How long a queued or running delivery task owns its row; must exceed the timeout.
 WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
+# How stale a process's list of marketplaces with endpoints may be (webhooks.outbound).
+WEBHOOK_ENDPOINT_INDEX_SECONDS = env.float("WEBHOOK_ENDPOINT_INDEX_SECONDS", default=5.0)
 WEBHOOK_ROTATION_OVERLAP_SECONDS = env.int("WEBHOOK_ROTATION_OVERLAP_SECONDS", default=86400)
 # SSE: a ping every so often; the outbox is read at least this often besides Redis wake-ups.
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
