@@ -131,7 +131,6 @@ def test_a_request_costs_one_redis_round_trip_on_redis(monkeypatch):
 )
 def test_the_in_memory_cache_of_the_embedded_default_limits_too():
     from django.core.cache import caches
-
     from django.core.cache.backends.locmem import LocMemCache
 
     assert isinstance(caches["default"], LocMemCache)
