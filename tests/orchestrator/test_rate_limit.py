@@ -110,9 +110,9 @@ def test_a_request_costs_one_redis_round_trip_on_redis(monkeypatch):
     executed: list[int] = []
     real = Pipeline.execute
 
-    def execute(self: Pipeline, *args: object, **kwargs: object) -> object:
+    def execute(self: Pipeline, raise_on_error: bool = True) -> object:
         executed.append(len(self.command_stack))
-        return real(self, *args, **kwargs)
+        return real(self, raise_on_error)
 
     monkeypatch.setattr(Pipeline, "execute", execute)
     monkeypatch.setattr(caches["default"], "add", _forbidden)
