@@ -17,7 +17,14 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
-from ledger.models import Account, AccountShard, ChainHead, JournalEntry, Posting
+from ledger.models import (
+    Account,
+    AccountShard,
+    ChainHead,
+    JournalEntry,
+    Posting,
+    ReconciliationCase,
+)
 
 _PLACES = Decimal("0.0000001")
 
@@ -138,7 +145,7 @@ class VerifyReport:
     ) -> None:
         self.findings.append(
             Finding(
-                kind="LEDGER",
+                kind=ReconciliationCase.Kind.LEDGER,
                 key=f"ledger:{key}",
                 summary=summary,
                 marketplace_id=marketplace_id,

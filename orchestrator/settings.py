@@ -179,8 +179,8 @@ RECONCILIATION_CHECKS = {
     "TRUSTLESS_WORK": "escrow.services.reconciliation.trustless_work_check",
 }
 # A top-up or withdrawal still not final this long after it was made is a stuck object
-# (top-ups waiting for the payer excepted: they expire on their own), and so is one the
-# janitor failed to read from Airtm this many times in a row.
+# (top-ups waiting for the payer excepted: they expire on their own), and so is one Airtm
+# could not be read for this many times, the last one included.
 PROVIDER_STUCK_AFTER_SECONDS = env.int("PROVIDER_STUCK_AFTER_SECONDS", default=6 * 3600)
 PROVIDER_ATTENTION_ATTEMPTS = env.int("PROVIDER_ATTENTION_ATTEMPTS", default=10)
 
