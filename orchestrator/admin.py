@@ -1,17 +1,24 @@
 """Back-office views of the platform data. Records of what happened are read-only; staff
-change things only through actions and forms that call services (audited, attributed to
-the staff user with `acting_as(staff_actor(request))`)."""
+change things only through actions and forms that call services (`confirmed_action`),
+audited and attributed to the staff user with `acting_as(staff_actor(request))`."""
 
+from collections.abc import Callable
+from itertools import islice
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 
+from ledger.selectors import statement_lines, statement_openings, user_balances
+from orchestrator.backoffice import DateRangeForm, csv_download, require_perm
 from orchestrator.context import Actor, acting_as
 from orchestrator.errors import DomainError
 from orchestrator.models import ApiKey, AuditLog, Event, Marketplace, MarketplaceUser, Scope
@@ -72,6 +79,71 @@ def staff_actor(request: HttpRequest) -> Actor:
         request_id=getattr(request, "request_id", ""),
         ip=request.META.get("REMOTE_ADDR", ""),
     )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Recorded in the audit log with your name.",
+    )
+
+
+class ConfirmForm(forms.Form):
+    pass
+
+
+def confirmed_action(
+    modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    title: str,
+    apply: Callable[[Any, dict[str, Any]], object],
+    form_class: type[forms.Form] = ReasonForm,
+) -> HttpResponse | None:
+    """An admin action that first shows what it will do (and asks for a reason), then calls
+    `apply(obj, cleaned_data)` for each selected row as the staff member.
+
+    A DomainError for one row is shown and the others still run. Returns the confirmation
+    page, or None to go back to the list.
+    """
+    if "apply" in request.POST:
+        form = form_class(request.POST)
+        if form.is_valid():
+            _apply_each(modeladmin, request, queryset, apply, form.cleaned_data)
+            return None
+    else:
+        form = form_class()
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "opts": modeladmin.model._meta,
+        "objects": list(queryset),
+        "form": form,
+        "action": request.POST.get("action", ""),
+        "selected": request.POST.getlist("_selected_action"),
+    }
+    return TemplateResponse(request, "admin/backoffice/confirm_action.html", context)
+
+
+def _apply_each(
+    modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    apply: Callable[[Model, dict[str, Any]], object],
+    data: dict[str, Any],
+) -> None:
+    done = 0
+    with acting_as(staff_actor(request)):
+        for obj in queryset:
+            try:
+                apply(obj, data)
+            except DomainError as exc:
+                modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+            else:
+                done += 1
+    if done:
+        modeladmin.message_user(request, f"Done for {done} of {len(queryset)}.", messages.SUCCESS)
 
 
 @admin.register(Marketplace)
@@ -188,6 +260,9 @@ class ApiKeyAdmin(ReadOnlyAdmin):
 
 @admin.register(MarketplaceUser)
 class MarketplaceUserAdmin(ReadOnlyAdmin):
+    """The user page: who they are, their balances, and their statement for a date range,
+    downloadable as CSV."""
+
     list_display = (
         "public_id",
         "external_user_id",
@@ -199,6 +274,91 @@ class MarketplaceUserAdmin(ReadOnlyAdmin):
     )
     list_filter = ("type", "status", "marketplace")
     search_fields = ("public_id", "external_user_id", "email")
+    change_form_template = "admin/orchestrator/marketplaceuser/change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        csv_view = self.admin_site.admin_view(self.statement_csv)
+        return [
+            path(
+                "<path:object_id>/statement.csv",
+                csv_view,
+                name="orchestrator_marketplaceuser_statement_csv",
+            ),
+            *super().get_urls(),
+        ]
+
+    def object_context(self, request: HttpRequest, obj: MarketplaceUser) -> dict[str, Any]:
+        return _statement_page(request, obj)
+
+    def statement_csv(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        require_perm(request, "ledger.export_statement")
+        user = self.get_object(request, unquote(object_id))
+        if user is None or not self.has_view_permission(request, user):
+            raise Http404("No such user.")
+        form = DateRangeForm.from_query(request)
+        if not form.is_valid():
+            return HttpResponseBadRequest(form.errors.as_text())
+        start, end = form.bounds()
+        lines = statement_lines(user=user, start=start, end=end)
+        rows = (
+            (
+                line.at.isoformat(),
+                line.entry_id,
+                line.kind,
+                line.reference,
+                line.account,
+                line.amount.currency,
+                line.amount.text(),
+                line.balance_after.text(),
+                line.memo,
+            )
+            for line in lines
+        )
+        name = f"statement-{user.public_id}-{form.cleaned_data['start']}-{form.cleaned_data['end']}"
+        return csv_download(f"{name}.csv", STATEMENT_CSV_HEADER, rows)
+
+
+STATEMENT_CSV_HEADER = (
+    "created_at",
+    "entry_id",
+    "kind",
+    "reference",
+    "account",
+    "currency",
+    "amount",
+    "balance_after",
+    "memo",
+)
+STATEMENT_PAGE_LINES = 200  # shown on the page; the CSV has them all
+
+
+def _statement_page(request: HttpRequest, user: MarketplaceUser) -> dict[str, Any]:
+    """What the user page shows of the ledger, as far as the staff member may read it."""
+    context: dict[str, Any] = {}
+    if request.user.has_perm("ledger.view_account"):
+        context["balances"] = user_balances(user=user)
+    if not request.user.has_perm("ledger.view_posting"):
+        return context
+    form = DateRangeForm.from_query(request)
+    context["statement_form"] = form
+    if form.is_valid():
+        start, end = form.bounds()
+        lines = list(
+            islice(statement_lines(user=user, start=start, end=end), STATEMENT_PAGE_LINES + 1)
+        )
+        context["statement"] = {
+            "openings": sorted(statement_openings(user=user, before=start).items()),
+            "lines": lines[:STATEMENT_PAGE_LINES],
+            "truncated": len(lines) > STATEMENT_PAGE_LINES,
+            "query": urlencode(
+                {"start": form.cleaned_data["start"], "end": form.cleaned_data["end"]}
+            ),
+        }
+        if request.user.has_perm("ledger.export_statement"):
+            context["statement_csv_url"] = reverse(
+                "admin:orchestrator_marketplaceuser_statement_csv", args=[user.pk]
+            )
+    return context
 
 
 @admin.register(Event)

@@ -46,6 +46,14 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "webhooks.view_webhookdelivery",
         "orchestrator.view_auditlog",
         "orchestrator.view_event",
+        # Back-office part A: reconciliation, adjustments, CSV exports.
+        "ledger.view_reconciliationcase",
+        "ledger.resolve_reconciliationcase",
+        "ledger.view_adjustment",
+        "ledger.add_adjustment",
+        "ledger.approve_adjustment",
+        "ledger.export_entries",
+        "ledger.export_statement",
     ),
 }
 # The admin role holds every permission of the project's apps and of auth (users, groups).

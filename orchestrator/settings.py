@@ -5,6 +5,7 @@ in-memory channel layer, sandbox providers); `.env.example` documents each one.
 With DEBUG off the app refuses to start without real secrets.
 """
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,22 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 # seconds (Celery); beat also seals every 5 s.
 LEDGER_SEAL_ON_COMMIT = env.bool("LEDGER_SEAL_ON_COMMIT", default=True)
 LEDGER_SEAL_DEBOUNCE_SECONDS = env.int("LEDGER_SEAL_DEBOUNCE_SECONDS", default=2)
+
+# --- Back-office: adjustments and reconciliation -----------------------------------------------
+# A manual adjustment above this amount (in its currency) is posted only when a second staff
+# member approves it; at or below it, it is posted when requested.
+ADJUSTMENT_APPROVAL_THRESHOLD = Decimal(env.str("ADJUSTMENT_APPROVAL_THRESHOLD", default="100"))
+# Checks of the ledger against each provider's records that verify_ledger runs after its own,
+# by the kind of reconciliation case they open (each is `check(*, remote: bool)`).
+RECONCILIATION_CHECKS = {
+    "AIRTM": "providers.services.reconciliation.airtm_check",
+    "TRUSTLESS_WORK": "escrow.services.reconciliation.trustless_work_check",
+}
+# A top-up or withdrawal still not final this long after it was made is a stuck object
+# (top-ups waiting for the payer excepted: they expire on their own), and so is one Airtm
+# could not be read for this many times, the last one included.
+PROVIDER_STUCK_AFTER_SECONDS = env.int("PROVIDER_STUCK_AFTER_SECONDS", default=6 * 3600)
+PROVIDER_ATTENTION_ATTEMPTS = env.int("PROVIDER_ATTENTION_ATTEMPTS", default=10)
 
 # --- Providers: Airtm (top-ups, withdrawals) and Trustless Work (escrow) ----------------------
 # "sandbox" points both at the project's simulators (manage.py run_sandbox, started by

@@ -1,20 +1,23 @@
-"""Back-office fixtures: staff users in each role, and an order in dispute.
+"""Back-office fixtures: staff users in each role, signed in to the admin; an order in
+dispute; and rows made the way the flows make them (money only through ledger services).
 
 The escrow fixtures (the Trustless Work simulator, the API driver, funded orders) and the
 webhook receiver come from their apps' conftest modules.
 """
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
+from django.utils import timezone
 
-from escrow.models import Dispute, Order
-from orchestrator.models import MarketplaceUser
-from orchestrator.roles import ADMIN, FINANCE, SUPPORT
+from escrow.models import Dispute, Escrow, Order
+from orchestrator.models import Marketplace, MarketplaceUser
+from orchestrator.roles import ADMIN, FINANCE, SUPPORT, sync_roles
 
 # Escrow and webhook fixtures, shared with those apps' tests.
 from tests.escrow.conftest import _tw_env, act, funded, tw, tw_live  # noqa: F401
@@ -26,11 +29,13 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def make_staff(db: None) -> Callable[..., User]:
-    """A staff login in `role` ("" for none), with PASSWORD."""
+    """A staff login (not a superuser) holding `role` ("" or None: no role), with PASSWORD."""
+    sync_roles()
+    counter = iter(range(1, 1_000_000))
 
-    def make(role: str, username: str = "") -> User:
+    def make(role: str | None, username: str = "") -> User:
         user = User.objects.create_user(
-            username or f"{role or 'norole'}-agent", password=PASSWORD, is_staff=True
+            username or f"{role or 'norole'}-{next(counter)}", password=PASSWORD, is_staff=True
         )
         if role:
             user.groups.add(Group.objects.get(name=role))
@@ -41,14 +46,24 @@ def make_staff(db: None) -> Callable[..., User]:
 
 @pytest.fixture
 def staff_client(make_staff: Callable[..., User]) -> Callable[..., Client]:
-    """A test client logged in as a new staff user in `role`."""
+    """A test client logged in as a new staff user holding `role`."""
 
-    def make(role: str, username: str = "") -> Client:
+    def make(role: str | None, username: str = "") -> Client:
         client = Client()
         client.force_login(make_staff(role, username))
         return client
 
     return make
+
+
+@pytest.fixture
+def finance(make_staff: Callable[..., User]) -> User:
+    return make_staff(FINANCE, "fiona")
+
+
+@pytest.fixture
+def second_finance(make_staff: Callable[..., User]) -> User:
+    return make_staff(FINANCE, "frank")
 
 
 @pytest.fixture
@@ -91,3 +106,39 @@ def bare_dispute(buyer: Any, seller: Any) -> Callable[..., Dispute]:
         )
 
     return make
+
+
+@pytest.fixture
+def make_escrow() -> Callable[..., Escrow]:
+    """An order and its escrow in `status`, written directly (no chain involved)."""
+
+    def make(
+        marketplace: Marketplace,
+        buyer: MarketplaceUser,
+        seller: MarketplaceUser,
+        status: str = Escrow.Status.FUNDED,
+        amount: str = "120.00",
+        **escrow_fields: object,
+    ) -> Escrow:
+        order = Order.objects.create(
+            marketplace=marketplace,
+            buyer=buyer,
+            seller=seller,
+            amount=Decimal(amount),
+            title="Logo design",
+        )
+        return Escrow.objects.create(
+            marketplace=marketplace,
+            order=order,
+            kind=Escrow.Kind.SINGLE,
+            status=status,
+            engagement_id=order.public_id,
+            amount=Decimal(amount),
+            **escrow_fields,
+        )
+
+    return make
+
+
+def days_ago(days: int) -> datetime:
+    return timezone.now() - timedelta(days=days)
