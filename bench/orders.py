@@ -199,7 +199,7 @@ def main() -> None:
     pair, single = round_trips(data)
     print(
         f"database round trips: {pair} per order (create+reserve), {single} per transfer "
-        f"(plus 3 Redis round trips per API request for the rate limit)"
+        f"(plus 1 Redis round trip per API request for the rate limit)"
     )
 
     from ledger.integrity import ledger_verify

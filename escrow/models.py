@@ -11,11 +11,13 @@ Invariants:
   envelope is stored before it is submitted, so a step never submits a second, different
   transaction while the first could still land (escrow.services.steps).
 - The escrow's engagement id is the order's public id: how an uncertain deploy is found.
+- Staff notes on a dispute (DisputeNote) are only ever added, never edited or deleted.
 """
 
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -392,6 +394,16 @@ class Dispute(models.Model):
     evidence = models.JSONField(default=list, blank=True)
     status = FSMField(max_length=12, default=Status.OPEN, protected=True)
     assigned_to = models.CharField(max_length=200, blank=True)
+    # The staff user working on it, when assigned in the back-office (the API names a
+    # person in `assigned_to` only).
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="assigned_disputes",
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
     # The decision, set when support resolves; the money moves once the chain confirms.
     decision = models.CharField(max_length=12, choices=Decision.choices, blank=True)
     release_amount = models.DecimalField(max_digits=19, decimal_places=7, null=True, blank=True)
@@ -413,7 +425,14 @@ class Dispute(models.Model):
                 name="escrow_dispute_one_open_per_order",
             )
         ]
-        indexes = [models.Index(fields=["marketplace", "-id"])]
+        indexes = [
+            models.Index(fields=["marketplace", "-id"]),
+            models.Index(fields=["status", "created_at"]),
+        ]
+        permissions = [
+            ("assign_dispute", "Can assign disputes to staff"),
+            ("resolve_dispute", "Can decide disputes (moves the escrowed money)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.status}"
@@ -422,10 +441,26 @@ class Dispute(models.Model):
     def assign(self, to: str) -> None:
         self.assigned_to = to[:200]
         self.reviewed_at = timezone.now()
+        self.assigned_at = self.reviewed_at
 
     @transition(field=status, source=S.UNDER_REVIEW, target=S.RESOLVED)
     def resolve(self) -> None:
         self.resolved_at = timezone.now()
+
+
+class DisputeNote(models.Model):
+    """A staff note on a dispute: what was checked, who was contacted. Append-only."""
+
+    dispute = models.ForeignKey(Dispute, on_delete=models.PROTECT, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"note {self.pk} on {self.dispute_id}"
 
 
 class ChainStep(models.Model):

@@ -1,5 +1,5 @@
 """Reads of orders, milestones and disputes, always scoped by the caller's marketplace, and
-the order timeline the admin shows."""
+the order timeline the API and the admin show."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,8 +10,10 @@ from django.db.models import Prefetch, QuerySet
 from escrow.errors import DisputeNotFoundError, MilestoneNotFoundError, OrderNotFoundError
 from escrow.models import ChainStep, Dispute, Escrow, Milestone, Order
 from ledger.models import JournalEntry, Posting
+from ledger.money import Money
 from orchestrator.models import AuditLog, Event, Marketplace, MarketplaceUser
 from orchestrator.selectors import UserNotFoundError, filtered
+from providers.models import ProviderCall
 
 
 def _orders() -> QuerySet[Order]:
@@ -122,78 +124,134 @@ def _references(order_id: str, milestone_refs: list[str]) -> list[str]:
 @dataclass(frozen=True)
 class TimelineItem:
     at: datetime
-    kind: str  # "transition", "event", "ledger", "chain_step"
+    kind: str  # "transition", "event", "ledger", "chain_step", "provider_call", "webhook"
     title: str
     details: dict[str, Any]
+    # The row it comes from ("app_label.model", pk), for the back-office to link to it.
+    source: tuple[str, int] | None = None
 
 
-def order_timeline(*, order: Order) -> list[TimelineItem]:
+def order_timeline(*, order: Order, internal: bool = False) -> list[TimelineItem]:
     """Everything that happened to an order, oldest first: status changes (audit rows),
-    domain events, ledger entries and the chain steps (with their transaction hashes)."""
-    items: list[TimelineItem] = []
-    ids = [order.public_id]
+    domain events, ledger entries and the chain steps (with their transaction hashes).
+
+    `internal` (the back-office) adds the provider calls made about the order, its escrow
+    or its contract (by their reference), which the marketplace's API never shows.
+    """
     escrow = Escrow.objects.filter(order=order).first()
     refs = list(Milestone.objects.filter(order=order).values_list("ref", "public_id"))
-    ids += [public_id for _, public_id in refs]
+    ids = [order.public_id, *(public_id for _, public_id in refs)]
     ids += list(Dispute.objects.filter(order=order).values_list("public_id", flat=True))
     if escrow is not None:
         ids.append(escrow.public_id)
-    for row in AuditLog.objects.filter(object_id__in=ids).order_by("id"):
-        items.append(
-            TimelineItem(
-                row.created_at,
-                "transition",
-                row.action,
-                {
-                    "object": row.object_id,
-                    "before": row.before,
-                    "after": row.after,
-                    "actor": f"{row.actor_kind}:{row.actor_id}",
-                    "reason": row.reason,
-                },
-            )
-        )
-    for event in Event.objects.filter(aggregate_id__in=ids).order_by("id"):
-        items.append(TimelineItem(event.created_at, "event", event.type, event.payload))
-    entries = JournalEntry.objects.filter(
-        marketplace_id=order.marketplace_id,
-        reference__in=_references(order.public_id, [ref for ref, _ in refs]),
-    )
-    for entry in entries.order_by("id"):
-        postings = Posting.objects.filter(entry=entry).select_related("account")
-        items.append(
-            TimelineItem(
-                entry.created_at,
-                "ledger",
-                entry.reference,
-                {
-                    "kind": entry.kind,
-                    "postings": [
-                        {
-                            "account": p.account.code
-                            or f"{p.account.user_public_id}.{p.account.kind}",
-                            "amount": str(p.amount),
-                            "currency": p.currency,
-                        }
-                        for p in postings
-                    ],
-                },
-            )
-        )
+    items = [
+        *_audit_items(ids),
+        *_event_items(ids),
+        *_ledger_items(order, [ref for ref, _ in refs]),
+    ]
     if escrow is not None:
-        for step in ChainStep.objects.filter(escrow=escrow).order_by("id"):
-            items.append(
-                TimelineItem(
-                    step.created_at,
-                    "chain_step",
-                    step.key,
-                    {
-                        "status": step.status,
-                        "tx_hash": step.tx_hash,
-                        "attempts": step.attempts,
-                        "last_error": step.last_error,
-                    },
-                )
-            )
+        items += _chain_step_items(escrow)
+    if internal:
+        references = [order.public_id] + (
+            [escrow.public_id, escrow.contract_id] if escrow is not None else []
+        )
+        items += _provider_call_items([r for r in references if r])
     items.sort(key=lambda item: item.at)
     return items
+
+
+def _audit_items(ids: list[str]) -> list[TimelineItem]:
+    return [
+        TimelineItem(
+            row.created_at,
+            "transition",
+            row.action,
+            {
+                "object": row.object_id,
+                "before": row.before,
+                "after": row.after,
+                "actor": f"{row.actor_kind}:{row.actor_id}",
+                "reason": row.reason,
+            },
+            ("orchestrator.auditlog", row.pk),
+        )
+        for row in AuditLog.objects.filter(object_id__in=ids).order_by("id")
+    ]
+
+
+def _event_items(ids: list[str]) -> list[TimelineItem]:
+    return [
+        TimelineItem(
+            event.created_at, "event", event.type, event.payload, ("orchestrator.event", event.pk)
+        )
+        for event in Event.objects.filter(aggregate_id__in=ids).order_by("id")
+    ]
+
+
+def _ledger_items(order: Order, milestone_refs: list[str]) -> list[TimelineItem]:
+    entries = JournalEntry.objects.filter(
+        marketplace_id=order.marketplace_id,
+        reference__in=_references(order.public_id, milestone_refs),
+    ).prefetch_related(
+        Prefetch("postings", queryset=Posting.objects.select_related("account").order_by("id"))
+    )
+    return [
+        TimelineItem(
+            entry.created_at,
+            "ledger",
+            entry.reference,
+            {
+                "kind": entry.kind,
+                "entry": entry.public_id,
+                "postings": [
+                    {
+                        "account": p.account.code or f"{p.account.user_public_id}.{p.account.kind}",
+                        "amount": Money(p.amount, p.currency).text(),
+                        "currency": p.currency,
+                    }
+                    for p in entry.postings.all()
+                ],
+            },
+            ("ledger.journalentry", entry.pk),
+        )
+        for entry in entries.order_by("id")
+    ]
+
+
+def _chain_step_items(escrow: Escrow) -> list[TimelineItem]:
+    return [
+        TimelineItem(
+            step.created_at,
+            "chain_step",
+            step.key,
+            {
+                "status": step.status,
+                "tx_hash": step.tx_hash,
+                "attempts": step.attempts,
+                "last_error": step.last_error,
+                "reference": step.payload.get("reference", ""),
+            },
+            ("escrow.chainstep", step.pk),
+        )
+        for step in ChainStep.objects.filter(escrow=escrow).order_by("id")
+    ]
+
+
+def _provider_call_items(references: list[str]) -> list[TimelineItem]:
+    return [
+        TimelineItem(
+            call.created_at,
+            "provider_call",
+            f"{call.provider} {call.operation}",
+            {
+                "reference": call.reference,
+                "request": f"{call.method} {call.path}",
+                "status": call.response_status,
+                "outcome": call.outcome,
+                "duration_ms": call.duration_ms,
+                "error": call.error[:300],
+            },
+            ("providers.providercall", call.pk),
+        )
+        for call in ProviderCall.objects.filter(reference__in=references).order_by("id")
+    ]

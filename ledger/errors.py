@@ -41,3 +41,9 @@ class HoldNotActiveError(ConflictError):
 
 class HoldAmountError(UnprocessableError):
     code = "HOLD_AMOUNT_EXCEEDED"
+
+
+class SelfApprovalError(UnprocessableError):
+    """Staff tried to approve an adjustment they requested: a second person must approve it."""
+
+    code = "SELF_APPROVAL_FORBIDDEN"

@@ -12,11 +12,19 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
-from ledger.models import Account, AccountShard, ChainHead, JournalEntry, Posting
+from ledger.models import (
+    Account,
+    AccountShard,
+    ChainHead,
+    JournalEntry,
+    Posting,
+    ReconciliationCase,
+)
 
 _PLACES = Decimal("0.0000001")
 
@@ -96,16 +104,74 @@ def _chain_head(marketplace_id: int) -> ChainHead:
     return ChainHead.objects.select_for_update().get(marketplace_id=marketplace_id)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One problem a check found. `key` names the problem itself, the same on every run that
+    sees it (a reconciliation case is open at most once per key); `summary` says it to a human.
+    `kind` is a ReconciliationCase.Kind."""
+
+    kind: str
+    key: str
+    summary: str
+    marketplace_id: int | None = None
+    object_type: str = ""
+    object_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class VerifyReport:
     entries: int = 0
     accounts: int = 0
     sealed_now: int = 0
-    problems: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        return [finding.summary for finding in self.findings]
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.findings
+
+    def add(
+        self,
+        key: str,
+        summary: str,
+        *,
+        marketplace_id: int | None,
+        object_type: str = "",
+        object_id: str = "",
+    ) -> None:
+        self.findings.append(
+            Finding(
+                kind=ReconciliationCase.Kind.LEDGER,
+                key=f"ledger:{key}",
+                summary=summary,
+                marketplace_id=marketplace_id,
+                object_type=object_type,
+                object_id=object_id,
+            )
+        )
+
+    def add_failed(
+        self,
+        checks: list[tuple[str, bool, str]],
+        object_type: str,
+        object_id: str,
+        where: str,
+        marketplace_id: int | None,
+    ) -> None:
+        """A finding for each (name, failed, problem) check of one object that failed."""
+        for name, failed, problem in checks:
+            if failed:
+                self.add(
+                    f"{object_type}:{object_id}:{name}",
+                    f"{where}: {problem}",
+                    marketplace_id=marketplace_id,
+                    object_type=object_type,
+                    object_id=object_id,
+                )
 
 
 def ledger_verify(*, seal: bool = True) -> VerifyReport:
@@ -128,35 +194,48 @@ def _verify_balances(report: VerifyReport) -> None:
         .annotate(total=Sum("balance"))
         .values_list("account_id", "total")
     )
-    for pk, public_id, bounded_balance, allow_negative in Account.objects.values_list(
-        "pk", "public_id", "balance", "allow_negative"
+    for pk, public_id, mkt, bounded_balance, allow_negative in Account.objects.values_list(
+        "pk", "public_id", "marketplace_id", "balance", "allow_negative"
     ).iterator():
         report.accounts += 1
         stored = shards.get(pk, Decimal(0)) if allow_negative else bounded_balance
         expected = from_postings.get(pk, Decimal(0))
-        if stored != expected:
-            report.problems.append(
-                f"account {public_id}: stored balance {stored} != sum of postings {expected}"
-            )
-        if not allow_negative and expected < 0:
-            report.problems.append(f"account {public_id}: negative balance {expected}")
+        problems = [
+            (
+                "balance",
+                stored != expected,
+                f"stored balance {stored} != sum of postings {expected}",
+            ),
+            ("negative", not allow_negative and expected < 0, f"negative balance {expected}"),
+        ]
+        report.add_failed(problems, "account", public_id, f"account {public_id}", mkt)
 
 
 def _verify_trial_balance(report: VerifyReport) -> None:
-    for entry_id, currency, total in (
+    for entry_id, mkt, currency, total in (
         Posting.objects.values("entry_id", "currency")
         .annotate(total=Sum("amount"))
         .exclude(total=0)
-        .values_list("entry__public_id", "currency", "total")
+        .values_list("entry__public_id", "entry__marketplace_id", "currency", "total")
     ):
-        report.problems.append(f"entry {entry_id}: {currency} postings sum to {total}, not 0")
+        report.add(
+            f"ledger_entry:{entry_id}:unbalanced:{currency}",
+            f"entry {entry_id}: {currency} postings sum to {total}, not 0",
+            marketplace_id=mkt,
+            object_type="ledger_entry",
+            object_id=entry_id,
+        )
     for mkt, currency, total in (
         Posting.objects.values("entry__marketplace_id", "currency")
         .annotate(total=Sum("amount"))
         .exclude(total=0)
         .values_list("entry__marketplace_id", "currency", "total")
     ):
-        report.problems.append(f"marketplace {mkt}: trial balance in {currency} is {total}, not 0")
+        report.add(
+            f"marketplace:{mkt}:trial_balance:{currency}",
+            f"marketplace {mkt}: trial balance in {currency} is {total}, not 0",
+            marketplace_id=mkt,
+        )
 
 
 def _verify_chains(report: VerifyReport, batch: int = 1000) -> None:
@@ -174,17 +253,40 @@ def _verify_chains(report: VerifyReport, batch: int = 1000) -> None:
             postings = _postings_by_entry([e.pk for e in entries])
             for entry in entries:
                 report.entries += 1
-                where = f"entry {entry.public_id} (marketplace {mkt}, sequence {entry.sequence})"
-                if entry.sequence != expected_sequence:
-                    report.problems.append(f"{where}: expected sequence {expected_sequence}")
-                if entry.prev_hash != prev_hash:
-                    report.problems.append(f"{where}: does not link to the previous entry")
-                if entry_digest(entry.prev_hash, entry, postings[entry.pk]) != entry.hash:
-                    report.problems.append(f"{where}: hash does not match its contents")
+                _verify_link(report, entry, postings[entry.pk], prev_hash, expected_sequence)
                 prev_hash, expected_sequence = entry.hash, (entry.sequence or 0) + 1
             last_sequence = entries[-1].sequence or 0
         if heads.get(mkt, "") != prev_hash:
-            report.problems.append(f"marketplace {mkt}: chain head does not match the last entry")
+            report.add(
+                f"marketplace:{mkt}:chain_head",
+                f"marketplace {mkt}: chain head does not match the last entry",
+                marketplace_id=mkt,
+            )
         unsealed = JournalEntry.objects.filter(marketplace_id=mkt, hash="").count()
         if unsealed:
-            report.problems.append(f"marketplace {mkt}: {unsealed} entries are not sealed")
+            report.add(
+                f"marketplace:{mkt}:unsealed",
+                f"marketplace {mkt}: {unsealed} entries are not sealed",
+                marketplace_id=mkt,
+            )
+
+
+def _verify_link(
+    report: VerifyReport,
+    entry: JournalEntry,
+    postings: list[tuple[str, str, Decimal]],
+    prev_hash: str,
+    expected_sequence: int,
+) -> None:
+    mkt = entry.marketplace_id
+    where = f"entry {entry.public_id} (marketplace {mkt}, sequence {entry.sequence})"
+    checks = [
+        ("sequence", entry.sequence != expected_sequence, f"expected sequence {expected_sequence}"),
+        ("link", entry.prev_hash != prev_hash, "does not link to the previous entry"),
+        (
+            "hash",
+            entry_digest(entry.prev_hash, entry, postings) != entry.hash,
+            "hash does not match its contents",
+        ),
+    ]
+    report.add_failed(checks, "ledger_entry", entry.public_id, where, mkt)

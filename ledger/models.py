@@ -19,10 +19,17 @@ Invariants (those marked [db] are enforced by PostgreSQL, see migration 0002):
 - Entries are hash-chained per marketplace in seal order (ledger.services.ledger_seal):
   hash = sha256(prev_hash + canonical entry). Sealing runs after commit, outside the posting
   transaction, so the chain never serialises money movement.
+- A reconciliation case is open at most once per problem (`key`) [db: partial unique index]:
+  a problem seen again by a later run adds to the open case instead of opening another.
+- A manual adjustment moves money only as one balanced entry (`adjustment:<id>`), posted at
+  most once; one above ADJUSTMENT_APPROVAL_THRESHOLD is posted only when a second staff
+  member approves it [db: the approver is never the requester].
 """
 
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -138,6 +145,10 @@ class JournalEntry(models.Model):
 
     class Meta:
         verbose_name_plural = "journal entries"
+        permissions = [
+            ("export_entries", "Can export ledger entries as CSV"),
+            ("export_statement", "Can export user statements as CSV"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["marketplace", "reference"], name="ledger_entry_reference_unique"
@@ -248,3 +259,149 @@ class Hold(models.Model):
     @property
     def money(self) -> Money:
         return Money(self.amount, self.currency)
+
+
+class ReconciliationCase(models.Model):
+    """A problem for finance to look at: the ledger disagrees with itself, with Airtm or with
+    Trustless Work, or an object is stuck. Opened by the janitors and by verify_ledger
+    (ledger.reconciliation), resolved by staff or cleared when a later run no longer sees it.
+    """
+
+    class Kind(models.TextChoices):
+        LEDGER = "LEDGER", "Ledger inconsistency"
+        AIRTM = "AIRTM", "Ledger and Airtm disagree"
+        TRUSTLESS_WORK = "TRUSTLESS_WORK", "Ledger and Trustless Work disagree"
+        STUCK = "STUCK", "Stuck object"
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        RESOLVED = "RESOLVED", "Resolved"
+
+    class Resolution(models.TextChoices):
+        FIXED = "FIXED", "Fixed (adjustment or operator action)"
+        NO_ACTION = "NO_ACTION", "No action needed"
+        CLEARED = "CLEARED", "Cleared: a later check no longer sees it"
+
+    public_id = models.CharField(
+        max_length=40, unique=True, editable=False, default=public_id_factory("rec_")
+    )
+    marketplace = models.ForeignKey(
+        "orchestrator.Marketplace",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    key = models.CharField(max_length=200)  # names the problem: "stuck:topup:topup_…"
+    source = models.CharField(max_length=40)  # who opened it: verify_ledger, provider_janitor, …
+    object_type = models.CharField(max_length=40, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    summary = models.CharField(max_length=500)
+    details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    occurrences = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    assigned_to = models.CharField(max_length=150, blank=True)
+    resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True)
+    resolution_note = models.TextField(blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    opened_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "reconciliation case"
+        permissions = [
+            ("resolve_reconciliationcase", "Can assign and resolve reconciliation cases")
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=Q(status="OPEN"), name="ledger_case_one_open_per_key"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "kind", "-last_seen_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.kind} {self.status}"
+
+
+class Adjustment(models.Model):
+    """A manual correction of a user's available balance, with a reason, made by staff.
+
+    Posted at once when at most ADJUSTMENT_APPROVAL_THRESHOLD, otherwise when a second staff
+    member approves it (ledger.adjustments).
+    """
+
+    class Status(models.TextChoices):
+        PENDING_APPROVAL = "PENDING_APPROVAL", "Waiting for a second approver"
+        POSTED = "POSTED", "Posted"
+        REJECTED = "REJECTED", "Rejected"
+
+    class Direction(models.TextChoices):
+        CREDIT = "credit", "Credit (add to the user's balance)"
+        DEBIT = "debit", "Debit (take from the user's balance)"
+
+    public_id = models.CharField(
+        max_length=40, unique=True, editable=False, default=public_id_factory("adj_")
+    )
+    marketplace = models.ForeignKey(
+        "orchestrator.Marketplace", on_delete=models.PROTECT, related_name="+"
+    )
+    user = models.ForeignKey(
+        "orchestrator.MarketplaceUser", on_delete=models.PROTECT, related_name="adjustments"
+    )
+    direction = models.CharField(max_length=6, choices=Direction.choices)
+    amount = _amount()
+    currency = models.CharField(max_length=8)
+    reason = models.TextField()
+    case = models.ForeignKey(
+        ReconciliationCase,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="adjustments",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rejection_reason = models.TextField(blank=True)
+    entry = models.OneToOneField(
+        JournalEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("approve_adjustment", "Can approve or reject other staff's adjustments")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="ledger_adjustment_positive"),
+            models.CheckConstraint(
+                condition=Q(approved_by__isnull=True) | ~Q(approved_by=F("requested_by")),
+                name="ledger_adjustment_four_eyes",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="POSTED", entry__isnull=False)
+                | (~Q(status="POSTED") & Q(entry__isnull=True)),
+                name="ledger_adjustment_posted_has_entry",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.direction} {self.amount} {self.currency} {self.status}"
+
+    @property
+    def money(self) -> Money:
+        return Money(Decimal(self.amount).quantize(Money.zero(self.currency).unit), self.currency)
+
+    @property
+    def reference(self) -> str:
+        """The ledger reference of its entry: posting twice returns the first entry."""
+        return f"adjustment:{self.public_id}"

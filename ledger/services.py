@@ -34,7 +34,7 @@ from ledger.errors import (
 from ledger.models import SHARDS, Account, AccountShard, Hold, JournalEntry
 from ledger.money import Money
 from ledger.selectors import available_balance
-from ledger.sql import post_entry, posts_in_one_statement
+from ledger.sql import Outcome, post_entry, posts_in_one_statement
 from orchestrator.audit import audit_record
 from orchestrator.errors import ValidationFailedError
 from orchestrator.events import (
@@ -153,6 +153,29 @@ def entry_post(
         InsufficientFundsError: a bounded account would go below zero.
         ReferenceReusedError: `reference` names an earlier entry with other postings.
     """
+    entry, outcome = _entry_write(
+        marketplace_id=marketplace_id,
+        reference=reference,
+        kind=kind,
+        legs=legs,
+        memo=memo,
+        metadata=metadata,
+    )
+    return _entry_result(entry, outcome, legs)
+
+
+def _entry_write(
+    *,
+    marketplace_id: int,
+    reference: str,
+    kind: str,
+    legs: Sequence[Leg],
+    memo: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> tuple[JournalEntry, Outcome]:
+    """Write the entry unless its reference exists or funds are short; raises only for legs
+    that are wrong in themselves (UnbalancedEntryError), so a caller holding a transaction
+    without a savepoint can act on the outcome."""
     _check_legs(marketplace_id, legs)
     entry = JournalEntry(
         public_id=new_public_id("je_"),
@@ -172,8 +195,13 @@ def entry_post(
         outcome = post_entry(entry, legs, record)
         if outcome.status == "posted":
             notify_receivers(event, record)
+    return entry, outcome
+
+
+def _entry_result(entry: JournalEntry, outcome: Outcome, legs: Sequence[Leg]) -> JournalEntry:
+    """The posted entry, or the earlier one with its reference; InsufficientFundsError."""
     if outcome.status == "exists":  # posted before (possibly by a concurrent call we waited for)
-        return _existing_entry(marketplace_id, reference, legs)
+        return _existing_entry(entry.marketplace_id, entry.reference, legs)
     if outcome.status == "short":
         account = next(leg.account for leg in legs if leg.account.pk == outcome.short_account)
         requested = -sum((leg.amount for leg in legs if leg.account.pk == account.pk), Decimal(0))
@@ -315,39 +343,55 @@ def hold_place(
         InsufficientFundsError: not enough available.
         ReferenceReusedError: `reference` names another hold.
     """
-    with transaction.atomic():
-        existing = Hold.objects.filter(
-            marketplace_id=user.marketplace_id, reference=reference
-        ).first()
-        if existing is not None:
-            return _same_hold(existing, user, amount)
-        available = user_account(user=user, kind=Account.Kind.AVAILABLE, currency=amount.currency)
-        reserved = user_account(user=user, kind=Account.Kind.RESERVED, currency=amount.currency)
-        entry = entry_post(
+    existing = Hold.objects.filter(marketplace_id=user.marketplace_id, reference=reference).first()
+    if existing is not None:
+        return _same_hold(existing, user, amount)
+    available, reserved = _user_accounts(user, amount.currency)
+    legs = [Leg.debit(available, amount), Leg.credit(reserved, amount)]
+    # No savepoint: nothing in this block raises for a short balance or an existing entry
+    # (the outcome says so, and the errors are raised after it), so the caller's transaction
+    # stays usable whatever happens, at two round trips less than a savepoint.
+    with transaction.atomic(savepoint=False):
+        entry, outcome = _entry_write(
             marketplace_id=user.marketplace_id,
             reference=f"hold:{reference}:place",
             kind="hold.place",
-            legs=[Leg.debit(available, amount), Leg.credit(reserved, amount)],
+            legs=legs,
         )
-        try:
-            with transaction.atomic():
-                hold = Hold.objects.create(
-                    marketplace_id=user.marketplace_id,
-                    user=user,
-                    reference=reference,
-                    amount=amount.amount,
-                    currency=amount.currency,
-                    expires_at=expires_at,
-                    place_entry=entry,
-                )
-        except IntegrityError:  # the same reference placed concurrently; its entry is ours too
-            return _same_hold(
-                Hold.objects.get(marketplace_id=user.marketplace_id, reference=reference),
-                user,
-                amount,
+        hold = None
+        if outcome.status == "posted":
+            # The entry's reference is the hold's, and it was new: no other call can be
+            # placing this hold, so the insert cannot collide.
+            hold = Hold.objects.create(
+                marketplace_id=user.marketplace_id,
+                user=user,
+                reference=reference,
+                amount=amount.amount,
+                currency=amount.currency,
+                expires_at=expires_at,
+                place_entry=entry,
             )
-        publish(HoldPlaced(**_hold_event_fields(hold)))
-        return hold
+            publish(HoldPlaced(**_hold_event_fields(hold)))
+    placed = _entry_result(entry, outcome, legs)  # raises InsufficientFundsError
+    if hold is None:  # placed before, by an earlier or a concurrent call we waited for
+        hold = Hold.objects.get(marketplace_id=user.marketplace_id, place_entry=placed)
+        return _same_hold(hold, user, amount)
+    return hold
+
+
+def _user_accounts(user: MarketplaceUser, currency: str) -> tuple[Account, Account]:
+    """The user's available and reserved accounts in `currency` (one query once both exist)."""
+    kinds = (Account.Kind.AVAILABLE, Account.Kind.RESERVED)
+    found = {
+        a.kind: a
+        for a in Account.objects.filter(
+            marketplace_id=user.marketplace_id, user=user, currency=currency, kind__in=kinds
+        )
+    }
+    available, reserved = (
+        found.get(kind) or user_account(user=user, kind=kind, currency=currency) for kind in kinds
+    )
+    return available, reserved
 
 
 def hold_capture(
@@ -449,10 +493,7 @@ def _hold_release(*, hold: Hold, reference: str, status: str) -> Hold:
 
 
 def _hold_accounts(hold: Hold) -> tuple[Account, Account]:
-    return (
-        user_account(user=hold.user, kind=Account.Kind.AVAILABLE, currency=hold.currency),
-        user_account(user=hold.user, kind=Account.Kind.RESERVED, currency=hold.currency),
-    )
+    return _user_accounts(hold.user, hold.currency)
 
 
 def _resolve(hold: Hold, status: str, entry: JournalEntry, captured: Decimal = Decimal(0)) -> None:

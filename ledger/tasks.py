@@ -1,4 +1,5 @@
-"""Ledger housekeeping: sealing the hash chain, hold expiry, nightly verification."""
+"""Ledger housekeeping: sealing the hash chain, hold expiry, nightly verification and
+reconciliation."""
 
 import logging
 
@@ -40,11 +41,16 @@ def hold_expiry_sweep() -> int:
 
 @shared_task
 def ledger_verify_task() -> bool:
-    from ledger.integrity import ledger_verify
+    """Nightly verify_ledger, reading the providers too; problems become reconciliation cases."""
+    from ledger.reconciliation import ledger_reconcile
 
-    report = ledger_verify()
+    report = ledger_reconcile(remote=True)
     if report.ok:
-        logger.info("ledger verified: %s entries, %s accounts", report.entries, report.accounts)
+        logger.info(
+            "ledger verified: %s entries, %s accounts",
+            report.verify.entries,
+            report.verify.accounts,
+        )
     else:
         for problem in report.problems:
             logger.error("ledger verification: %s", problem)

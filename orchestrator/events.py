@@ -3,13 +3,16 @@
 `publish` writes the event to the outbox table (orchestrator.models.Event) in the
 caller's transaction, so no event exists for a rolled-back change and no committed
 change lacks its event. It then sends the `domain_event` signal: receivers run inside
-the same transaction and may write rows or register `transaction.on_commit` callbacks,
-never call the network.
+the same transaction and may write rows, never call the network. Once that transaction
+has committed, `event_committed` is sent: its receivers may call the network (wake SSE
+streams, queue deliveries) and need no transaction, so a change that is one statement by
+itself (a ledger entry) stays one statement when only they listen.
 """
 
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
@@ -21,7 +24,8 @@ from orchestrator.context import current_request_id
 if TYPE_CHECKING:
     from orchestrator.models import Event
 
-domain_event = Signal()  # sent with event=<DomainEvent>, record=<Event>
+domain_event = Signal()  # sent with event=<DomainEvent>, record=<Event>, in the transaction
+event_committed = Signal()  # sent with record=<Event> after the transaction committed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,5 +92,17 @@ def outbox_record(event: DomainEvent) -> "Event":
 
 
 def notify_receivers(event: DomainEvent, record: "Event") -> None:
-    """Send `domain_event` for a written outbox row; still inside the change's transaction."""
+    """Send `domain_event` for a written outbox row, inside the change's transaction if one is
+    open, and `event_committed` once the row is committed (at once if no transaction is
+    open: the row was written by a statement that committed by itself)."""
     domain_event.send(sender=type(event), event=event, record=record)
+    if not event_committed.has_listeners():
+        return
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(partial(_send_committed, type(event), record))
+    else:
+        _send_committed(type(event), record)
+
+
+def _send_committed(sender: type[DomainEvent], record: "Event") -> None:
+    event_committed.send(sender=sender, record=record)

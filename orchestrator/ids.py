@@ -35,6 +35,7 @@ def _make(prefix: str) -> Callable[[], str]:
 PREFIXES = (
     *("mkt_", "key_", "usr_", "evt_", "aud_", "acc_", "je_", "hld_"),
     *("topup_", "wd_", "ord_", "esc_", "dsp_", "ms_", "whk_", "dlv_"),
+    *("rec_", "adj_"),
 )
 _FACTORIES = {prefix: _make(prefix) for prefix in PREFIXES}
 # Module attributes, so migrations can name each default by its import path.

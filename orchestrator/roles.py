@@ -34,7 +34,13 @@ _COMMON_VIEW: tuple[str, ...] = (
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     # Disputes, and reading orders and users.
-    SUPPORT: (*_COMMON_VIEW,),
+    SUPPORT: (
+        *_COMMON_VIEW,
+        "escrow.assign_dispute",
+        "escrow.resolve_dispute",
+        "escrow.view_disputenote",
+        "escrow.add_disputenote",
+    ),
     # Reconciliation, adjustments, webhooks, provider records.
     FINANCE: (
         *_COMMON_VIEW,
@@ -46,6 +52,15 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "webhooks.view_webhookdelivery",
         "orchestrator.view_auditlog",
         "orchestrator.view_event",
+        "ledger.view_reconciliationcase",
+        "ledger.resolve_reconciliationcase",
+        "ledger.view_adjustment",
+        "ledger.add_adjustment",
+        "ledger.approve_adjustment",
+        "ledger.export_entries",
+        "ledger.export_statement",
+        "webhooks.replay_delivery",
+        "webhooks.view_inboundrejection",
     ),
 }
 # The admin role holds every permission of the project's apps and of auth (users, groups).
@@ -79,3 +94,10 @@ def sync_roles() -> dict[str, int]:
     admin_group.permissions.set(admin_perms)
     counts[ADMIN] = len(admin_perms)
     return counts
+
+
+# --- Back-office pages and actions (disputes, order timeline, webhooks) ---------------------
+# Support works the dispute queue: assigns, keeps notes, decides; reads orders and users
+# (the common view permissions above). Finance replays outbound deliveries and reads the
+# inbound provider webhooks, refused ones included. API keys and marketplaces are the admin
+# role's alone (it holds every permission).

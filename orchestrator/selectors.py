@@ -1,6 +1,8 @@
 """Platform reads, always scoped by the caller's marketplace."""
 
+from collections.abc import Iterator
 from datetime import datetime
+from itertools import islice
 from typing import TypeVar
 
 from django.db.models import Model, QuerySet
@@ -47,3 +49,10 @@ def filtered(queryset: QuerySet[M], **lookups: object) -> QuerySet[M]:
     return queryset.filter(
         **{key: value for key, value in lookups.items() if value not in (None, "")}
     )
+
+
+def batched(queryset: QuerySet[M], size: int = 500) -> Iterator[list[M]]:
+    """The rows of `queryset` in lists of at most `size`, read `size` at a time."""
+    rows = queryset.iterator(chunk_size=size)
+    while batch := list(islice(rows, size)):
+        yield batch

@@ -46,6 +46,46 @@ def marketplace_create(*, name: str, slug: str, platform_fee_bps: int = 0) -> Ma
     return marketplace
 
 
+def _marketplace_snapshot(marketplace: Marketplace) -> dict[str, Any]:
+    return {
+        "name": marketplace.name,
+        "platform_fee_bps": marketplace.platform_fee_bps,
+        "is_active": marketplace.is_active,
+    }
+
+
+@transaction.atomic
+def marketplace_update(
+    *,
+    marketplace: Marketplace,
+    name: str | None = None,
+    platform_fee_bps: int | None = None,
+    is_active: bool | None = None,
+) -> Marketplace:
+    """Change what is given (orders made from now on take the new fee; existing escrows
+    keep theirs). Audited when something changed."""
+    marketplace = Marketplace.objects.select_for_update().get(pk=marketplace.pk)
+    before = _marketplace_snapshot(marketplace)
+    if name is not None:
+        marketplace.name = name
+    if platform_fee_bps is not None:
+        marketplace.platform_fee_bps = platform_fee_bps
+    if is_active is not None:
+        marketplace.is_active = is_active
+    after = _marketplace_snapshot(marketplace)
+    if after != before:
+        marketplace.save(update_fields=list(after))
+        audit_record(
+            action="marketplace.updated",
+            object_type="marketplace",
+            object_id=marketplace.public_id,
+            marketplace_id=marketplace.pk,
+            before=before,
+            after=after,
+        )
+    return marketplace
+
+
 @transaction.atomic
 def api_key_create(
     *,

@@ -6,6 +6,7 @@ With DEBUG off the app refuses to start without real secrets.
 """
 
 import base64
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,22 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 LEDGER_SEAL_ON_COMMIT = env.bool("LEDGER_SEAL_ON_COMMIT", default=True)
 LEDGER_SEAL_DEBOUNCE_SECONDS = env.int("LEDGER_SEAL_DEBOUNCE_SECONDS", default=2)
 
+# --- Back-office: adjustments and reconciliation -----------------------------------------------
+# A manual adjustment above this amount (in its currency) is posted only when a second staff
+# member approves it; at or below it, it is posted when requested.
+ADJUSTMENT_APPROVAL_THRESHOLD = Decimal(env.str("ADJUSTMENT_APPROVAL_THRESHOLD", default="100"))
+# Checks of the ledger against each provider's records that verify_ledger runs after its own,
+# by the kind of reconciliation case they open (each is `check(*, remote: bool)`).
+RECONCILIATION_CHECKS = {
+    "AIRTM": "providers.services.reconciliation.airtm_check",
+    "TRUSTLESS_WORK": "escrow.services.reconciliation.trustless_work_check",
+}
+# A top-up or withdrawal still not final this long after it was made is a stuck object
+# (top-ups waiting for the payer excepted: they expire on their own), and so is one Airtm
+# could not be read for this many times, the last one included.
+PROVIDER_STUCK_AFTER_SECONDS = env.int("PROVIDER_STUCK_AFTER_SECONDS", default=6 * 3600)
+PROVIDER_ATTENTION_ATTEMPTS = env.int("PROVIDER_ATTENTION_ATTEMPTS", default=10)
+
 # --- Providers: Airtm (top-ups, withdrawals) and Trustless Work (escrow) ----------------------
 # "sandbox" points both at the project's simulators (manage.py run_sandbox, started by
 # `make run`); "live" at the real services, whose credentials are then required.
@@ -331,6 +348,8 @@ WEBHOOK_RETRY_WINDOW_SECONDS = env.float("WEBHOOK_RETRY_WINDOW_SECONDS", default
 WEBHOOK_AUTO_DISABLE_SECONDS = env.float("WEBHOOK_AUTO_DISABLE_SECONDS", default=5 * 86400)
 # How long a queued or running delivery task owns its row; must exceed the timeout.
 WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
+# How stale a process's list of marketplaces with endpoints may be (webhooks.outbound).
+WEBHOOK_ENDPOINT_INDEX_SECONDS = env.float("WEBHOOK_ENDPOINT_INDEX_SECONDS", default=5.0)
 WEBHOOK_ROTATION_OVERLAP_SECONDS = env.int("WEBHOOK_ROTATION_OVERLAP_SECONDS", default=86400)
 # SSE: a ping every so often; the outbox is read at least this often besides Redis wake-ups.
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)

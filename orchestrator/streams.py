@@ -2,8 +2,8 @@
 
 The outbox table is the only source of events; Redis only says "something committed".
 
-- After each commit that wrote an event, `wake_streams` (a `domain_event` receiver's
-  on-commit callback) wakes this process's hub and publishes one wake-up message to the
+- After each commit that wrote an event, `wake_streams` (an `event_committed` receiver)
+  wakes this process's hub and publishes one wake-up message to the
   "outbox" group of the channel layer (Redis pub/sub), so every server process hears it.
   Bursts are coalesced; a lost message only costs latency, because hubs also read the outbox
   every SSE_POLL_SECONDS.
@@ -30,20 +30,19 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection
 from django.dispatch import receiver
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from orchestrator.catalog import type_matches
-from orchestrator.events import DomainEvent, domain_event
+from orchestrator.events import DomainEvent, event_committed
 from orchestrator.models import Event
 from orchestrator.outbox import Position, events_after, head, position
 
@@ -104,10 +103,10 @@ def stream_response(request: HttpRequest, spec: StreamRequest) -> StreamingHttpR
 # --- Waking the hubs after commit ---------------------------------------------------------
 
 
-@receiver(domain_event, dispatch_uid="orchestrator.streams.wake")
-def _on_event(sender: type[DomainEvent], *, event: DomainEvent, record: Event, **kw: Any) -> None:
+@receiver(event_committed, dispatch_uid="orchestrator.streams.wake")
+def _on_event(sender: type[DomainEvent], *, record: Event, **kw: Any) -> None:
     if record.marketplace_id is not None:
-        transaction.on_commit(partial(wake_streams, int(record.pk)))
+        wake_streams(int(record.pk))
 
 
 def wake_streams(event_pk: int) -> None:

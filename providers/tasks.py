@@ -20,4 +20,9 @@ def withdrawal_submit_task(*, withdrawal_id: int) -> str:
 @shared_task
 def provider_janitor() -> dict[str, int]:
     report = janitor()
-    return {"checked": report.checked, "changed": report.changed, "errors": report.errors}
+    return {
+        "checked": report.checked,
+        "changed": report.changed,
+        "errors": report.errors,
+        "stuck": report.stuck,
+    }

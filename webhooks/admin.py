@@ -1,14 +1,26 @@
-"""Read-only view of inbound provider webhooks, with what processing made of each."""
+"""Back-office views of webhooks: inbound provider messages with their verification result
+(the verified ones stored and processed, the refused ones recorded), and outbound deliveries
+with their attempts and a replay action (webhooks.outbound.deliveries_replay)."""
 
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.http import require_POST
 
 from orchestrator.admin import ReadOnlyAdmin, staff_actor
 from orchestrator.context import acting_as
-from webhooks.models import InboundWebhook, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.models import (
+    InboundRejection,
+    InboundWebhook,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from webhooks.outbound import deliveries_replay
 
 
@@ -19,6 +31,7 @@ class InboundWebhookAdmin(ReadOnlyAdmin):
         "provider",
         "event_type",
         "object_id",
+        "verification",
         "status",
         "deliveries",
         "attempts",
@@ -26,6 +39,30 @@ class InboundWebhookAdmin(ReadOnlyAdmin):
     )
     list_filter = ("provider", "status", "event_type")
     search_fields = ("message_id", "object_id")
+
+    @admin.display(description="Verification")
+    def verification(self, obj: InboundWebhook) -> str:
+        # Only messages whose signature verified are stored; refusals are InboundRejections.
+        return "signature verified"
+
+
+@admin.register(InboundRejection)
+class InboundRejectionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "received_at",
+        "provider",
+        "verification",
+        "message_id",
+        "remote_addr",
+        "body_size",
+    )
+    list_filter = ("provider", "code")
+    search_fields = ("message_id", "body_sha256", "remote_addr")
+    date_hierarchy = "received_at"
+
+    @admin.display(description="Verification", ordering="code")
+    def verification(self, obj: InboundRejection) -> str:
+        return f"refused: {obj.reason}"
 
 
 class WebhookAttemptInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -63,8 +100,12 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ("endpoint",)
     inlines = [WebhookAttemptInline]
     actions = ["replay"]
+    change_form_template = "admin/webhooks/webhookdelivery/change_form.html"
 
-    @admin.action(description="Replay the selected deliveries")
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("webhooks.replay_delivery")
+
+    @admin.action(description="Replay the selected deliveries", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         with acting_as(staff_actor(request)):
             queued = deliveries_replay(queryset)
@@ -73,3 +114,26 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
             f"{len(queued)} queued again (deliveries of disabled endpoints are left alone).",
             messages.SUCCESS,
         )
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/replay/",
+                self.admin_site.admin_view(require_POST(self.replay_view)),
+                name="webhooks_webhookdelivery_replay",
+            ),
+            *super().get_urls(),
+        ]
+
+    def replay_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The delivery page's Replay button: the replay action, for this delivery."""
+        if not self.has_replay_permission(request):
+            raise PermissionDenied
+        delivery = get_object_or_404(WebhookDelivery, pk=object_id)
+        self.replay(request, WebhookDelivery.objects.filter(pk=delivery.pk))
+        return HttpResponseRedirect(
+            reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
+        )
+
+    def object_context(self, request: HttpRequest, obj: WebhookDelivery) -> dict[str, Any]:
+        return {"can_replay": self.has_replay_permission(request)}

@@ -5,4 +5,6 @@ class WebhooksConfig(AppConfig):
     name = "webhooks"
 
     def ready(self) -> None:
-        import webhooks.receivers  # noqa: F401 - connects the domain_event receiver
+        from webhooks import receivers
+
+        receivers.connect()

@@ -6,6 +6,7 @@ acknowledged as a duplicate), and processing is queued after commit. The provide
 2xx in milliseconds; a processing failure is ours to retry, not the provider's.
 """
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -21,12 +22,15 @@ from django.utils import timezone
 from providers.clients.errors import ProviderError
 from providers.services.webhooks import airtm_event_apply
 from webhooks import svix
-from webhooks.models import InboundWebhook
+from webhooks.models import InboundRejection, InboundWebhook
+from webhooks.svix import WebhookSignatureError
 
 logger = logging.getLogger(__name__)
 
 AIRTM = "airtm"
 _SIGNATURE_HEADERS = ("id", "timestamp", "signature")
+REJECTION_EXCERPT_CHARS = 500
+REJECTIONS_KEPT_PER_MINUTE = 60
 
 
 def airtm_webhook_receive(
@@ -46,12 +50,7 @@ def airtm_webhook_receive(
     )
     text = body.decode("utf-8", errors="replace")
     event_type, object_id, problem = _parse(text)
-    kept_headers = {
-        f"{prefix}-{name}": headers[f"{prefix}-{name}"]
-        for prefix in ("svix", "webhook")
-        for name in _SIGNATURE_HEADERS
-        if f"{prefix}-{name}" in headers
-    }
+    kept_headers = _signature_headers(headers)
     try:
         with transaction.atomic():
             row = InboundWebhook.objects.create(
@@ -72,6 +71,46 @@ def airtm_webhook_receive(
         )
         return InboundWebhook.objects.get(provider=AIRTM, message_id=msg_id), False
     return row, True
+
+
+def _signature_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        f"{prefix}-{name}": headers[f"{prefix}-{name}"][:500]
+        for prefix in ("svix", "webhook")
+        for name in _SIGNATURE_HEADERS
+        if f"{prefix}-{name}" in headers
+    }
+
+
+def inbound_rejection_record(
+    *, provider: str, headers: Mapping[str, str], body: bytes, error: WebhookSignatureError, ip: str
+) -> InboundRejection | None:
+    """Keep a refused message's verification result for the operators (the admin's refused
+    inbound webhooks): the claimed id, why it failed, the signature headers, the body's digest
+    and first characters.
+
+    Anyone can send refused messages, so at most REJECTIONS_KEPT_PER_MINUTE a minute per
+    provider are kept (None beyond that): a flood cannot fill the table.
+    """
+    recent = InboundRejection.objects.filter(
+        provider=provider, received_at__gte=timezone.now() - timedelta(minutes=1)
+    )
+    if recent.count() >= REJECTIONS_KEPT_PER_MINUTE:
+        logger.warning("Refused %s webhook not recorded: too many refusals this minute", provider)
+        return None
+    return InboundRejection.objects.create(
+        provider=provider,
+        message_id=svix.message_id(headers)[:200],
+        code=error.code[:64],
+        reason=error.message[:500],
+        headers=_signature_headers(headers),
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_size=len(body),
+        body_excerpt=body[:REJECTION_EXCERPT_CHARS].decode("utf-8", errors="replace")[
+            :REJECTION_EXCERPT_CHARS
+        ],
+        remote_addr=ip or None,
+    )
 
 
 def _parse(text: str) -> tuple[str, str, str]:

@@ -5,6 +5,8 @@ sealed secrets, one delivery per (event, endpoint) and every attempt of it.
 Invariants:
 - An inbound message is stored only after its signature verified; `(provider, message_id)` is
   unique, so a redelivered message is recognised and never processed twice.
+- A message whose signature does not verify is never stored as an InboundWebhook nor
+  processed; an InboundRejection records the refusal (claimed id, reason, body digest).
 - The raw body is kept byte for byte (as text): it is what the signature covered.
 - Outbound secrets are stored sealed (never in clear) and shown once, when made.
 - A delivery row exists exactly when its event does (same transaction), one per endpoint.
@@ -47,6 +49,31 @@ class InboundWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.event_type} {self.message_id}"
+
+
+class InboundRejection(models.Model):
+    """A provider webhook refused at the door: its signature did not verify (or its
+    signature headers were missing). Kept so operators can tell a forged or misconfigured
+    sender (a rotated secret, a skewed clock) from a message that never came; the body is
+    not trusted and only its digest and first characters are kept."""
+
+    provider = models.CharField(max_length=32)
+    message_id = models.CharField(max_length=200, blank=True)  # as claimed, unverified
+    code = models.CharField(max_length=64)  # WEBHOOK_SIGNATURE_INVALID, ...
+    reason = models.CharField(max_length=500)
+    headers = models.JSONField(default=dict)  # the signature headers as received
+    body_sha256 = models.CharField(max_length=64)
+    body_size = models.PositiveIntegerField(default=0)
+    body_excerpt = models.CharField(max_length=500, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = "rejected inbound webhook"
+        indexes = [models.Index(fields=["provider", "-received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.code} {self.message_id}"
 
 
 class WebhookEndpoint(models.Model):
@@ -139,6 +166,7 @@ class WebhookDelivery(models.Model):
     class Meta:
         verbose_name = "webhook delivery"
         verbose_name_plural = "webhook deliveries"
+        permissions = [("replay_delivery", "Can replay webhook deliveries")]
         constraints = [
             models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_event_endpoint")
         ]

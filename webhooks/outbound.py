@@ -1,14 +1,15 @@
 """Outbound webhooks: marketplaces' endpoints, the delivery outbox and the dispatcher.
 
 Flow: a domain event commits together with one WebhookDelivery per enabled endpoint whose
-filter selects it (`deliveries_record`, a `domain_event` receiver). After commit a Celery
-task per delivery claims the row (`SELECT ... FOR UPDATE SKIP LOCKED`, then a lease in
-`locked_until`), posts the event signed the Standard Webhooks way and records the attempt.
-Only a 2xx answer counts. A failure schedules the next attempt with exponential backoff and
-jitter until WEBHOOK_RETRY_WINDOW_SECONDS (3 days) have passed since the first attempt. The
-sweeper (Celery beat) queues deliveries that are due and whose lease has lapsed: retries
-scheduled far ahead, and deliveries whose worker died mid-request. Delivery is at least
-once; receivers deduplicate on `webhook-id` (the event id).
+filter selects it: on PostgreSQL a trigger on the outbox table writes them in the statement
+that inserts the event (webhooks migration 0003), elsewhere `deliveries_record`, a
+`domain_event` receiver. After commit a Celery task claims the rows (`SELECT ... FOR UPDATE
+SKIP LOCKED`, then a lease in `locked_until`), posts the event signed the Standard Webhooks
+way and records the attempt. Only a 2xx answer counts. A failure schedules the next attempt
+with exponential backoff and jitter until WEBHOOK_RETRY_WINDOW_SECONDS (3 days) have passed
+since the first attempt. The sweeper (Celery beat) queues deliveries that are due and whose
+lease has lapsed: retries scheduled far ahead, and deliveries whose worker died mid-request.
+Delivery is at least once; receivers deduplicate on `webhook-id` (the event id).
 
 No network call happens inside a transaction.
 """
@@ -28,7 +29,7 @@ import certifi
 import urllib3
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -239,10 +240,42 @@ def endpoint_ping(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
 # --- The outbox -------------------------------------------------------------------------------
 
 
+def deliveries_written_by_database() -> bool:
+    """True where the outbox trigger writes the deliveries (PostgreSQL)."""
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+
+
+# Marketplaces with an enabled endpoint, as (read at, ids): after each commit the web process
+# queues a dispatch only for their events. A change in this process (an endpoint saved) clears
+# it at once; another process's change is seen within WEBHOOK_ENDPOINT_INDEX_SECONDS, and
+# until then the sweeper sends those deliveries (the rows exist either way: only latency).
+_endpoint_index: tuple[float, frozenset[int]] = (float("-inf"), frozenset())
+
+
+def marketplace_has_endpoints(marketplace_id: int) -> bool:
+    global _endpoint_index
+    read_at, ids = _endpoint_index
+    if time.monotonic() - read_at > settings.WEBHOOK_ENDPOINT_INDEX_SECONDS:
+        read_at = time.monotonic()
+        ids = frozenset(
+            WebhookEndpoint.objects.filter(is_enabled=True, deleted_at=None)
+            .values_list("marketplace_id", flat=True)
+            .distinct()
+        )
+        _endpoint_index = (read_at, ids)
+    return marketplace_id in ids
+
+
+def endpoint_index_clear() -> None:
+    global _endpoint_index
+    _endpoint_index = (float("-inf"), frozenset())
+
+
 def deliveries_record(record: Event) -> list[WebhookDelivery]:
     """One delivery per enabled endpoint of the event's marketplace that selects its type.
 
-    Runs inside the event's transaction (a `domain_event` receiver).
+    Runs inside the event's transaction (a `domain_event` receiver) where the database does
+    not write them itself; the same rule as the trigger of webhooks migration 0003.
     """
     if record.marketplace_id is None:
         return []
@@ -293,10 +326,26 @@ def _enqueue(jobs: Sequence[tuple[int, str]], countdown: float = 0.0) -> None:
 def deliveries_sweep(*, limit: int = 500) -> int:
     """Queue the deliveries that are due and that no task owns (their lease lapsed or none
     was taken). Returns how many were queued."""
+    jobs = _claim_due(WebhookDelivery.objects.all(), limit=limit)
+    _enqueue(jobs)
+    return len(jobs)
+
+
+def deliveries_dispatch(*, event_id: int) -> int:
+    """Send the deliveries of one just-committed event that no task owns yet (written by the
+    database trigger), each one attempt, here. Returns how many were attempted."""
+    jobs = _claim_due(WebhookDelivery.objects.filter(event_id=event_id), limit=100)
+    for delivery_id, token in jobs:
+        delivery_attempt(delivery_id=delivery_id, token=token)
+    return len(jobs)
+
+
+def _claim_due(deliveries: QuerySet[WebhookDelivery], *, limit: int) -> list[tuple[int, str]]:
+    """Lease the due, unowned rows among `deliveries`; returns (id, claim token) pairs."""
     now = timezone.now()
     with transaction.atomic():
         due = list(
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            deliveries.select_for_update(skip_locked=True)
             .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
             .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
             .order_by("next_attempt_at")
@@ -306,9 +355,7 @@ def deliveries_sweep(*, limit: int = 500) -> int:
             delivery.locked_until = _lease(now)
             delivery.claim_token = random_secrets.token_hex(16)
         WebhookDelivery.objects.bulk_update(due, ["locked_until", "claim_token"])
-        jobs = [(d.pk, d.claim_token) for d in due]
-        transaction.on_commit(partial(_enqueue, jobs))
-    return len(due)
+    return [(d.pk, d.claim_token) for d in due]
 
 
 # --- Sending ----------------------------------------------------------------------------------

@@ -39,3 +39,9 @@ def delivery_attempt(*, delivery_id: int, token: str) -> str:
 def delivery_sweep() -> int:
     """Queue the outbound deliveries that are due and owned by no task."""
     return outbound.deliveries_sweep()
+
+
+@shared_task(acks_late=True)
+def delivery_dispatch(*, event_id: int) -> int:
+    """Send the deliveries of a just-committed event (written by the outbox trigger)."""
+    return outbound.deliveries_dispatch(event_id=event_id)

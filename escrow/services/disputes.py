@@ -1,5 +1,9 @@
 """Disputes: support assigns them (OPEN -> UNDER_REVIEW) and decides (-> RESOLVED).
 
+The API and the back-office call the same functions; the back-office also previews a
+decision (`dispute_preview`: each side's net after the contract's fees, computed by the
+code that plans and books the payout) and keeps staff notes.
+
 A decision pays out what the escrow still holds (the order's amount, less milestones
 already paid): FULL_RELEASE to the seller, FULL_REFUND to the buyer, or a SPLIT whose
 release and refund amounts must add up to exactly that. The dispute resolver's key
@@ -7,17 +11,22 @@ resolves on chain (per unpaid milestone for multi-release escrows, each split pr
 in whole cents); the dispute is RESOLVED, and the order closed, once the chain confirms.
 """
 
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from escrow.errors import InvalidAmountError
 from escrow.events import DisputeDecided, DisputeEvent, DisputeResolved, DisputeUnderReview
-from escrow.fees import NotSettleableError, resolution_payout, to_stroops
-from escrow.models import ChainStep, Dispute, Escrow, Milestone, Order
+from escrow.fees import NotSettleableError, resolution_payout, to_stroops, usdc
+from escrow.models import ChainStep, Dispute, DisputeNote, Escrow, Milestone, Order
 from escrow.services.common import locked_order
+from escrow.services.postings import share_credit
 from escrow.services.steps import schedule, step_add
 from ledger.money import Money
 from orchestrator.audit import audit_record
@@ -65,26 +74,70 @@ def _audit(dispute: Dispute, before: str, **after: Any) -> None:
     )
 
 
-def dispute_assign(*, dispute: Dispute, assigned_to: str) -> Dispute:
+def dispute_assign(
+    *, dispute: Dispute, assigned_to: str, assignee: AbstractBaseUser | None = None
+) -> Dispute:
     """Put an open dispute under review by `assigned_to`.
 
+    A staff `assignee` (the back-office's "assign to me") may also take over a dispute
+    under review that is not decided yet.
+
     Raises:
-        InvalidStateError: the dispute is not OPEN.
+        InvalidStateError: the dispute is not OPEN (nor, for a staff assignee, an undecided
+            dispute UNDER_REVIEW).
     """
     with transaction.atomic():
         order, dispute = _locked(dispute)
-        if dispute.status != Dispute.Status.OPEN:
+        take_over = (
+            assignee is not None
+            and dispute.status == Dispute.Status.UNDER_REVIEW
+            and not dispute.decision
+        )
+        if dispute.status != Dispute.Status.OPEN and not take_over:
             raise InvalidStateError(
                 f"A dispute in {dispute.status} cannot be assigned.",
                 current_state=dispute.status,
                 allowed_states=[Dispute.Status.OPEN],
             )
         before = dispute.status
-        dispute.assign(assigned_to)
+        previous = dispute.assigned_to
+        if take_over:
+            dispute.assigned_to = assigned_to[:200]
+            dispute.assigned_at = timezone.now()
+        else:
+            dispute.assign(assigned_to)
+        dispute.assignee_id = None if assignee is None else assignee.pk
         dispute.save()
-        _audit(dispute, before, assigned_to=assigned_to)
-        publish_dispute(dispute, order, DisputeUnderReview)
+        if take_over:
+            audit_record(
+                action="dispute.reassigned",
+                object_type="dispute",
+                object_id=dispute.public_id,
+                marketplace_id=dispute.marketplace_id,
+                before={"assigned_to": previous},
+                after={"assigned_to": dispute.assigned_to},
+            )
+        else:
+            _audit(dispute, before, assigned_to=assigned_to)
+            publish_dispute(dispute, order, DisputeUnderReview)
     return dispute
+
+
+@transaction.atomic
+def dispute_note_add(*, dispute: Dispute, author: AbstractBaseUser, body: str) -> DisputeNote:
+    """Add a staff note to a dispute (notes are never edited; add another)."""
+    text = body.strip()
+    if not text:
+        raise ValidationFailedError("A note needs some text.", fields={"body": ["Required."]})
+    note = DisputeNote.objects.create(dispute=dispute, author_id=author.pk, body=text)
+    audit_record(
+        action="dispute.note_added",
+        object_type="dispute",
+        object_id=dispute.public_id,
+        marketplace_id=dispute.marketplace_id,
+        after={"note_id": note.pk, "body": text[:500]},
+    )
+    return note
 
 
 def dispute_resolve(
@@ -104,15 +157,7 @@ def dispute_resolve(
     """
     with transaction.atomic():
         order, dispute = _locked(dispute)
-        if dispute.status != Dispute.Status.UNDER_REVIEW or dispute.decision:
-            raise InvalidStateError(
-                "This dispute was decided already; the payout is on its way."
-                if dispute.decision
-                else f"A dispute in {dispute.status} cannot be resolved.",
-                current_state=dispute.status,
-                allowed_states=[Dispute.Status.UNDER_REVIEW],
-                decision=dispute.decision or None,
-            )
+        _require_undecided(dispute)
         escrow = Escrow.objects.select_for_update().get(order=order)
         unpaid = list(
             Milestone.objects.select_for_update()
@@ -120,17 +165,15 @@ def dispute_resolve(
             .exclude(status=Milestone.Status.RELEASED)
             .order_by("index")
         )
-        held = Money(sum((Decimal(m.amount) for m in unpaid), Decimal(0)), "USD")
-        release, refund = _amounts(decision, held, release_amount, refund_amount)
+        plan = _plan(escrow, unpaid, decision, release_amount, refund_amount)
         dispute.decision = decision
-        dispute.release_amount = release.amount
-        dispute.refund_amount = refund.amount
+        dispute.release_amount = plan.release.amount
+        dispute.refund_amount = plan.refund.amount
         dispute.decision_note = note
         dispute.decided_by = f"{current_actor().kind}:{current_actor().id}"[:150]
         dispute.decided_at = timezone.now()
         dispute.save()
-        for milestone, shares in _per_milestone(escrow, unpaid, release, refund):
-            _check_settleable(shares, escrow.platform_fee_bps)
+        for milestone, shares in plan.distributions:
             suffix = f":{milestone.ref}" if milestone is not None else ""
             step_add(
                 escrow,
@@ -150,15 +193,137 @@ def dispute_resolve(
             marketplace_id=dispute.marketplace_id,
             after={
                 "decision": decision,
-                "release_amount": release.text(),
-                "refund_amount": refund.text(),
-                "held": held.text(),
+                "release_amount": plan.release.text(),
+                "refund_amount": plan.refund.text(),
+                "held": plan.held.text(),
             },
             reason=note,
         )
         publish_dispute(dispute, order, DisputeDecided)
         schedule(escrow)
     return dispute
+
+
+def _require_undecided(dispute: Dispute) -> None:
+    if dispute.status != Dispute.Status.UNDER_REVIEW or dispute.decision:
+        raise InvalidStateError(
+            "This dispute was decided already; the payout is on its way."
+            if dispute.decision
+            else f"A dispute in {dispute.status} cannot be resolved.",
+            current_state=dispute.status,
+            allowed_states=[Dispute.Status.UNDER_REVIEW],
+            decision=dispute.decision or None,
+        )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    held: Money  # what the escrow still holds (USD)
+    release: Money
+    refund: Money
+    # One distribution per resolve call: (milestone or None, [[party, stroops], ...]).
+    distributions: list[tuple[Milestone | None, list[list[Any]]]]
+    platform_fee_bps: int
+
+
+def _plan(
+    escrow: Escrow,
+    unpaid: list[Milestone],
+    decision: str,
+    release_amount: Money | None,
+    refund_amount: Money | None,
+) -> _Plan:
+    """How a decision pays out what the escrow holds (validated: see dispute_resolve)."""
+    held = Money(sum((Decimal(m.amount) for m in unpaid), Decimal(0)), "USD")
+    release, refund = _amounts(decision, held, release_amount, refund_amount)
+    distributions = _per_milestone(escrow, unpaid, release, refund)
+    for _, shares in distributions:
+        _check_settleable(shares, escrow.platform_fee_bps)
+    return _Plan(held, release, refund, distributions, escrow.platform_fee_bps)
+
+
+@dataclass(frozen=True)
+class SidePreview:
+    """One side of a decision: its share of the escrow, the contract's fees on it, what
+    the contract pays its wallet, and what its balance in the ledger is credited."""
+
+    party: str  # "seller" or "buyer"
+    gross: Money  # USD
+    fees: Money  # USDC, Trustless Work's and the platform's
+    net_on_chain: Money  # USDC
+    credited: Money  # USD
+
+
+@dataclass(frozen=True)
+class ResolutionPreview:
+    decision: str
+    held: Money
+    release: Money
+    refund: Money
+    platform_fee_bps: int
+    trustless_work_fee: Money  # USDC
+    platform_fee: Money  # USDC
+    sides: tuple[SidePreview, ...]
+
+    def fingerprint(self) -> str:
+        """A digest of every figure shown, so a confirmation can prove it saw these."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()
+
+
+def dispute_preview(
+    *,
+    dispute: Dispute,
+    decision: str,
+    release_amount: Money | None = None,
+    refund_amount: Money | None = None,
+) -> ResolutionPreview:
+    """What `dispute_resolve` with these arguments would pay each side, after the
+    contract's fees, and credit to their balances; nothing is written.
+
+    Raises what dispute_resolve raises for the same arguments.
+    """
+    dispute = Dispute.objects.get(pk=dispute.pk)
+    _require_undecided(dispute)
+    escrow = Escrow.objects.get(order_id=dispute.order_id)
+    unpaid = list(
+        Milestone.objects.filter(order_id=dispute.order_id)
+        .exclude(status=Milestone.Status.RELEASED)
+        .order_by("index")
+    )
+    plan = _plan(escrow, unpaid, decision, release_amount, refund_amount)
+    tw_fee = platform_fee = 0
+    gross: dict[str, int] = defaultdict(int)
+    net: dict[str, int] = defaultdict(int)
+    credited: dict[str, Money] = defaultdict(lambda: Money.zero("USD"))
+    for _, shares in plan.distributions:
+        payout = resolution_payout([(str(p), int(a)) for p, a in shares], plan.platform_fee_bps)
+        tw_fee += payout.tw_fee
+        platform_fee += payout.platform_fee
+        for share in payout.shares:
+            gross[share.party] += share.gross
+            net[share.party] += share.net
+            credited[share.party] += share_credit(share)
+    sides = tuple(
+        SidePreview(
+            party=party,
+            gross=Money(usdc(gross[party]).amount.quantize(Decimal("0.01")), "USD"),
+            fees=usdc(gross[party] - net[party]),
+            net_on_chain=usdc(net[party]),
+            credited=credited[party],
+        )
+        for party in ("seller", "buyer")
+        if party in gross
+    )
+    return ResolutionPreview(
+        decision=decision,
+        held=plan.held,
+        release=plan.release,
+        refund=plan.refund,
+        platform_fee_bps=plan.platform_fee_bps,
+        trustless_work_fee=usdc(tw_fee),
+        platform_fee=usdc(platform_fee),
+        sides=sides,
+    )
 
 
 def _amounts(

@@ -6,7 +6,8 @@ down or rate limiting, its indexer lagging: each leaves a ChainStep PENDING. Eve
 quiet for ESCROW_JANITOR_STALE_SECONDS. That reads Trustless Work (the chain itself) and
 settles the step's stored envelope before anything new is built, so it can only confirm
 what landed or finish what did not; it never moves a state on a stale read. Escrows
-retried many times are counted as needing attention (flagged on the escrow).
+retried many times are counted as needing attention (flagged on the escrow), and each such
+escrow has an open "stuck object" reconciliation case until the flag is lifted.
 """
 
 import logging
@@ -16,8 +17,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from escrow.models import ChainStep
+from escrow.models import ChainStep, Escrow
+from escrow.services.reconciliation import escrow_finding
 from escrow.services.steps import escrow_advance
+from ledger.models import ReconciliationCase
+from ledger.reconciliation import cases_sync
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ def escrow_janitor(*, now: datetime | None = None, limit: int = 100) -> JanitorR
             report.advanced += 1
         if escrow.needs_attention:
             report.attention += 1
+    flag_stuck()
     if report.checked:
         logger.info(
             "escrow janitor: %s checked, %s advanced, %s need attention",
@@ -63,3 +68,28 @@ def escrow_janitor(*, now: datetime | None = None, limit: int = 100) -> JanitorR
 
 def _pending(escrow_id: int) -> int:
     return ChainStep.objects.filter(escrow_id=escrow_id, status=ChainStep.Status.PENDING).count()
+
+
+def flag_stuck() -> int:
+    """Open (or count) a case per escrow needing attention, clear the others' cases; returns
+    how many need attention."""
+    escrows = Escrow.objects.filter(needs_attention=True).select_related("order")
+    findings = [
+        escrow_finding(
+            escrow,
+            kind=ReconciliationCase.Kind.STUCK,
+            key=f"stuck:escrow:{escrow.public_id}",
+            summary=(
+                f"escrow {escrow.public_id} of order {escrow.order.public_id} is stuck in "
+                f"{escrow.status}: {escrow.last_error or 'a chain step keeps failing'}"
+            ),
+            last_error=escrow.last_error,
+        )
+        for escrow in escrows
+    ]
+    cases_sync(
+        source="escrow_janitor",
+        findings={ReconciliationCase.Kind.STUCK: findings},
+        object_types=("escrow",),
+    )
+    return len(findings)

@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from escrow.fees import STROOPS_PER_CENT, Payout, to_stroops, usd_nearest_cent, usdc
+from escrow.fees import STROOPS_PER_CENT, Payout, Share, to_stroops, usd_nearest_cent, usdc
 from escrow.models import Order
 from ledger.models import Account, Hold
 from ledger.money import Money
@@ -84,6 +84,23 @@ def move_into_escrow(order: Order) -> None:
     )
 
 
+def _platform_bears_fees(share: Share) -> bool:
+    return share.party == "buyer" and settings.ESCROW_REFUND_FEES == "platform"
+
+
+def share_credit(share: Share) -> Money:
+    """What a party's balance is credited for a share the contract paid out (USD).
+
+    A buyer's refunded share comes back whole when the platform bears refund fees
+    (ESCROW_REFUND_FEES); otherwise the party gets the contract's net to the nearest cent.
+    """
+    if _platform_bears_fees(share):
+        if share.gross % STROOPS_PER_CENT:
+            raise ValueError("a refund distribution must be whole cents")
+        return Money(Decimal(share.gross).scaleb(-7).quantize(Decimal("0.01")), "USD")
+    return usd_nearest_cent(share.net)
+
+
 def pay_out(
     order: Order, payout: Payout, *, reference: str, kind: str, memo: str = ""
 ) -> dict[str, Money]:
@@ -99,14 +116,10 @@ def pay_out(
     credits: dict[str, Money] = {}
     users: dict[str, MarketplaceUser] = {"seller": order.seller, "buyer": order.buyer}
     for share in payout.shares:
-        if share.party == "buyer" and settings.ESCROW_REFUND_FEES == "platform":
-            # The buyer gets back what they paid; the platform bears this share's fees.
-            if share.gross % STROOPS_PER_CENT:
-                raise ValueError("a refund distribution must be whole cents")
-            credit = Money(Decimal(share.gross).scaleb(-7).quantize(Decimal("0.01")), "USD")
+        credit = share_credit(share)
+        if _platform_bears_fees(share):
             chain[_system(order, PLATFORM_FEES, "USDC")] -= share.gross - share.net
         else:
-            credit = usd_nearest_cent(share.net)
             chain[_system(order, ROUNDING, "USDC")] += share.net - to_stroops(credit.amount)
         chain[_system(order, CONVERSION, "USDC")] += to_stroops(credit.amount)
         credits[share.party] = credits.get(share.party, Money.zero("USD")) + credit

@@ -7,6 +7,7 @@ ledger entry, writes the audit row and publishes the event).
 """
 
 import functools
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -17,10 +18,15 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ledger.integrity import Finding
+from ledger.models import ReconciliationCase
+from ledger.reconciliation import case_open
 from orchestrator.audit import audit_record
 from providers.clients.airtm import AirtmClient
 from providers.errors import ProviderBusyError
 from providers.models import TopUp, Withdrawal, snapshot
+
+logger = logging.getLogger(__name__)
 
 M = TypeVar("M", TopUp, Withdrawal)
 
@@ -80,8 +86,13 @@ def locked(model: type[M], pk: int) -> M:
     return model.objects.select_for_update().select_related("user").get(pk=pk)
 
 
+def flow_kind(obj: TopUp | Withdrawal) -> str:
+    """The object type audit rows and reconciliation cases name it by."""
+    return "topup" if isinstance(obj, TopUp) else "withdrawal"
+
+
 def audit_transition(obj: TopUp | Withdrawal, *, before: str, reason: str = "") -> None:
-    kind = "topup" if isinstance(obj, TopUp) else "withdrawal"
+    kind = flow_kind(obj)
     audit_record(
         action=f"{kind}.status_changed",
         object_type=kind,
@@ -112,3 +123,36 @@ def retry_later(task_name: str, *, attempts: int, **kwargs: int) -> None:
         return
     countdown = min(600, 10 * 2 ** min(attempts, 6))
     transaction.on_commit(lambda: app.send_task(task_name, kwargs=kwargs, countdown=countdown))
+
+
+# The final status in which the money moved: the user was credited, or paid out.
+_MONEY_MOVED = {TopUp: TopUp.Status.SUCCEEDED, Withdrawal: Withdrawal.Status.COMPLETED}
+
+
+def status_mismatch(obj: TopUp | Withdrawal, theirs: str | None) -> Finding | None:
+    """The problem when we and Airtm have each reached an end and only one of the two moved
+    the money: Airtm CONFIRMED the payin of a top-up we canceled (paid, never credited), or
+    COMPLETED a payout we returned to the user. `theirs` is what Airtm's status means here."""
+    if not obj.is_final or theirs not in obj.FINAL:
+        return None
+    moved = _MONEY_MOVED[type(obj)]
+    if (obj.status == moved) == (theirs == moved):
+        return None
+    kind = flow_kind(obj)
+    return Finding(
+        kind=ReconciliationCase.Kind.AIRTM,
+        key=f"airtm:{kind}:{obj.public_id}:status",
+        summary=f"{kind} {obj.public_id} is {obj.status} here but Airtm says {obj.airtm_status}",
+        marketplace_id=obj.marketplace_id,
+        object_type=kind,
+        object_id=obj.public_id,
+        details={"status": obj.status, "airtm_status": obj.airtm_status, "amount": str(obj.amount)},
+    )
+
+
+def note_status_mismatch(obj: TopUp | Withdrawal, theirs: str | None) -> None:
+    """Open a reconciliation case (in the caller's transaction) if Airtm's end is not ours."""
+    finding = status_mismatch(obj, theirs)
+    if finding is not None:
+        logger.error("%s: needs reconciliation", finding.summary)
+        case_open(finding=finding, source="airtm")

@@ -34,6 +34,7 @@ from providers.services.common import (
     leased,
     locked,
     note_provider_problem,
+    note_status_mismatch,
     retry_later,
 )
 
@@ -176,13 +177,7 @@ def topup_apply(*, topup_id: int, payin: Payin, canceled_by: str = "airtm") -> T
                 "BRIDGE_FAILED",
                 "BRIDGE_CANCELED",
             )
-            if payin.status == "CONFIRMED" and topup.status != TopUp.Status.SUCCEEDED:
-                logger.error(
-                    "Payin %s is CONFIRMED but top-up %s is %s: needs reconciliation",
-                    payin.id,
-                    topup.public_id,
-                    topup.status,
-                )
+            note_status_mismatch(topup, target)
         elif target is not None and target != before:
             _move(topup, target, payin, canceled_by)
         topup.save()

@@ -10,7 +10,6 @@ The payout's `code` is the withdrawal's id: Airtm refuses a second payout with i
 uncertain create is looked up by it, so a retried request, task or janitor never pays twice.
 """
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -37,11 +36,10 @@ from providers.services.common import (
     leased,
     locked,
     note_provider_problem,
+    note_status_mismatch,
     retry_later,
 )
 from providers.services.topups import CLEARING
-
-logger = logging.getLogger(__name__)
 
 AIRTM_CURRENCY = "USD"  # Airtm pays out US dollars
 
@@ -253,14 +251,7 @@ def withdrawal_apply(
         before = withdrawal.status
         target = PAYOUT_TO_WITHDRAWAL.get(payout.status, S.PENDING)
         if withdrawal.is_final:
-            if target != before and target in Withdrawal.FINAL:
-                logger.error(
-                    "Payout %s is %s but withdrawal %s is %s: needs reconciliation",
-                    payout.id,
-                    payout.status,
-                    withdrawal.public_id,
-                    before,
-                )
+            note_status_mismatch(withdrawal, target)
         elif target != before:
             _move(withdrawal, target, payout, canceled_by)
         withdrawal.save()

@@ -102,6 +102,22 @@ def test_six_holds_of_1000_on_5000_exactly_five_succeed(buyer):
     assert held == Decimal(5000)
 
 
+def test_the_same_hold_placed_by_twenty_concurrent_calls_is_placed_once(buyer):
+    fund(buyer, usd("100"))
+
+    results = run_concurrently(
+        lambda n: hold_place(user=buyer, amount=usd("30"), reference="same"),
+        [(n,) for n in range(20)],
+        workers=10,
+    )
+
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert len({r.pk for r in results}) == 1
+    assert Hold.objects.count() == 1
+    assert balance(available(buyer)) == "70"
+    assert balance(reserved(buyer)) == "30"
+
+
 def test_a_hundred_concurrent_captures_of_one_hold_apply_exactly_once(buyer, marketplace):
     fund(buyer, usd("300"))
     hold = hold_place(user=buyer, amount=usd("300"), reference="h")

@@ -1,9 +1,15 @@
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
-from ledger.errors import HoldAmountError, HoldNotActiveError, InsufficientFundsError
+from ledger.errors import (
+    HoldAmountError,
+    HoldNotActiveError,
+    InsufficientFundsError,
+    ReferenceReusedError,
+)
 from ledger.models import Hold
 from ledger.services import hold_capture, hold_expire_due, hold_place, hold_void, system_account
 from orchestrator.models import Event
@@ -44,6 +50,29 @@ def test_hold_place_refuses_more_than_available(buyer):
         hold_place(user=buyer, amount=usd("10.01"), reference="h")
 
     assert not Hold.objects.exists()
+
+
+def test_a_short_hold_leaves_the_callers_transaction_usable(buyer):
+    fund(buyer, usd("10"))
+
+    with transaction.atomic():
+        with pytest.raises(InsufficientFundsError):
+            hold_place(user=buyer, amount=usd("10.01"), reference="h")
+        # No savepoint was spent on it, and none was needed: the transaction goes on.
+        hold = hold_place(user=buyer, amount=usd("10"), reference="h2")
+
+    assert Hold.objects.get().pk == hold.pk
+    assert balance(reserved(buyer)) == "10"
+
+
+def test_hold_place_with_a_reference_reused_for_another_amount_is_refused(buyer):
+    fund(buyer, usd("10"))
+    hold_place(user=buyer, amount=usd("6"), reference="h")
+
+    with pytest.raises(ReferenceReusedError):
+        hold_place(user=buyer, amount=usd("5"), reference="h")
+
+    assert balance(available(buyer)) == "4"
 
 
 def test_partial_capture_returns_the_remainder_to_available(buyer, escrow):

@@ -11,38 +11,70 @@ from django.test.utils import CaptureQueriesContext
 from ledger.errors import InsufficientFundsError
 from ledger.models import SHARDS, Account, AccountShard, JournalEntry
 from ledger.services import Leg, entry_post, system_account, transfer_post
-from orchestrator.events import domain_event
+from orchestrator.events import domain_event, event_committed
 from orchestrator.models import Event
 from tests.ledger.conftest import CLEARING, available, balance, fund, usd
+from webhooks.models import WebhookDelivery
+from webhooks.outbound import endpoint_create, marketplace_has_endpoints
+from webhooks.tasks import delivery_dispatch
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_transfer_outside_a_transaction_is_one_statement(buyer, seller, settings):
+def test_a_transfer_outside_a_transaction_is_one_statement(buyer, seller, settings, monkeypatch):
     settings.LEDGER_SEAL_ON_COMMIT = False  # sealing is its own transaction, after this one
     fund(buyer, usd("10"))
     source, destination = available(buyer), available(seller)
+    endpoint, _ = endpoint_create(
+        marketplace=buyer.marketplace, url="http://127.0.0.1:9/hook", event_types=["*"]
+    )
+    assert marketplace_has_endpoints(buyer.marketplace_id)  # the index is read before, once
+    queued: list[dict[str, Any]] = []
+    monkeypatch.setattr(delivery_dispatch, "delay", lambda **kwargs: queued.append(kwargs))
 
-    # With no domain_event receiver connected (the webhook outbox and SSE wake-ups connect
-    # theirs, and then the entry and their rows share one transaction: see the next test).
-    receivers, domain_event.receivers = domain_event.receivers, []
-    domain_event.sender_receivers_cache.clear()
-    try:
-        with CaptureQueriesContext(connection) as queries:
-            entry = transfer_post(
-                source=source, destination=destination, amount=usd("1"), reference="t"
-            )
-    finally:
-        domain_event.receivers = receivers
-        domain_event.sender_receivers_cache.clear()
+    with CaptureQueriesContext(connection) as queries:
+        entry = transfer_post(
+            source=source, destination=destination, amount=usd("1"), reference="t"
+        )
 
-    # Lock, funds check, entry, postings, balances and outbox event: one statement, which
-    # outside a transaction commits by itself.
+    # Lock, funds check, entry, postings, balances, outbox event and (by the outbox trigger)
+    # the webhook delivery: one statement, which outside a transaction commits by itself.
     assert [q["sql"][:24] for q in queries.captured_queries] == ["SELECT status, entry_id,"]
-    assert Event.objects.filter(aggregate_id=entry.public_id).count() == 1
+    event = Event.objects.get(aggregate_id=entry.public_id)
+    deliveries = WebhookDelivery.objects.filter(event=event)
+    assert [d.endpoint_id for d in deliveries] == [endpoint.pk]
+    # After that commit, the delivery's dispatch was queued once.
+    assert queued == [{"event_id": event.pk}]
     assert balance(destination) == "1"
     assert balance(source) == "9"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_receivers_run_after_the_callers_commit(buyer, seller):
+    fund(buyer, usd("10"))
+    seen: list[tuple[bool, bool]] = []
+
+    def receiver(record: Event, **kwargs: Any) -> None:
+        seen.append((connection.in_atomic_block, Event.objects.filter(pk=record.pk).exists()))
+
+    event_committed.connect(receiver)
+    try:
+        with transaction.atomic():
+            transfer_post(
+                source=available(buyer),
+                destination=available(seller),
+                amount=usd("1"),
+                reference="t",
+            )
+            assert seen == []  # not before the commit
+        transfer_post(
+            source=available(buyer), destination=available(seller), amount=usd("1"), reference="u"
+        )
+    finally:
+        event_committed.disconnect(receiver)
+
+    assert seen == [(False, True), (False, True)]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,6 +1,7 @@
 """Per-API-key rate limits in the cache (Redis): headers on every answer, 429 with Retry-After."""
 
 import time
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -100,3 +101,46 @@ def test_the_window_slides_across_the_boundary():
     assert refused.value.http_status == 429
     assert later.remaining == 1
     assert later.reset_at == window_start + 120
+
+
+@pytest.mark.redis
+def test_a_request_costs_one_redis_round_trip_on_redis(monkeypatch):
+    from django.core.cache import caches
+    from redis.client import Pipeline
+
+    executed: list[int] = []
+    real = Pipeline.execute
+
+    def execute(self: Pipeline, *args: Any, **kwargs: Any) -> object:
+        executed.append(len(self.command_stack))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    monkeypatch.setattr(caches["default"], "add", _forbidden)
+    monkeypatch.setattr(caches["default"], "incr", _forbidden)
+
+    first = rate_limit_hit(bucket="pipelined")
+    second = rate_limit_hit(bucket="pipelined")
+
+    assert executed == [3, 3]  # INCR, EXPIRE, GET of the previous window: one pipeline each
+    assert first.remaining - second.remaining == 1
+
+
+@override_settings(
+    CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+    RATE_LIMIT_REQUESTS=2,
+)
+def test_the_in_memory_cache_of_the_embedded_default_limits_too():
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    assert isinstance(caches["default"], LocMemCache)
+    caches["default"].clear()
+    states = [rate_limit_hit(bucket="local", now=1000.0) for _ in range(2)]
+    with pytest.raises(RateLimitedError):
+        rate_limit_hit(bucket="local", now=1000.0)
+    assert [s.remaining for s in states] == [1, 0]
+
+
+def _forbidden(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the Redis path must not use the cache API's separate calls")
