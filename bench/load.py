@@ -539,7 +539,9 @@ def main() -> None:
         for process in reversed(processes):
             support.stop(process)
     print(f"\nload average after: {os.getloadavg()[0]:.2f} (other work on the machine shows here)")
-    print(f"SQL statements per request: {statements} (and 3 Redis round trips: rate limit)")
+    print(
+        f"SQL statements per request: {statements} (and one Redis round trip each for the rate limit)"
+    )
     exit_code = _verdict(world, results, args)
     raise SystemExit(exit_code)
 
