@@ -430,7 +430,7 @@ def verify_ledger() -> tuple[bool, list[str]]:
         text=True,
         check=False,
     )
-    return done.returncode == 0, (done.stdout + done.stderr).strip().splitlines()[-2:]
+    return done.returncode == 0, (done.stdout + done.stderr).strip().splitlines()[-5:]
 
 
 def profile(pid: int, seconds: float) -> None:
