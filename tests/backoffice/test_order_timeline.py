@@ -114,7 +114,8 @@ def test_the_trustless_work_requests_of_the_order_are_on_its_timeline(staff_clie
     }
     deploy = ChainStep.objects.get(escrow=escrow, action=ChainStep.Action.DEPLOY)
     fund = ChainStep.objects.get(escrow=escrow, action=ChainStep.Action.FUND)
-    assert fund.tx_hash and deploy.tx_hash
+    assert fund.tx_hash
+    assert deploy.tx_hash
     # Recorded by the client itself: the deploy under its tx hash (no contract yet), the
     # funding under the contract.
     assert any(ref == deploy.tx_hash for _, ref in submits), submits
