@@ -63,7 +63,7 @@ from providers.clients.trustless_work_types import (
     usdc,
 )
 from providers.models import StellarKey
-from providers.recording import record_call
+from providers.recording import call_recorder
 from providers.stellar.keys import sign_transaction_xdr
 
 logger = logging.getLogger(__name__)
@@ -210,23 +210,15 @@ class TrustlessWorkClient:
         if body is not None:
             headers["content-type"] = "application/json"
             data = json_numbers.dumps(body).encode()
-        started = time.monotonic()
-
-        def record(status: int | None, text: str, outcome: str, error: str) -> None:
-            record_call(
-                provider=PROVIDER,
-                operation=operation,
-                method=method,
-                path=path,
-                reference=reference or _reference_of(body, params),
-                request_body=body,
-                response_status=status,
-                response_text=self._scrub(text),
-                outcome=outcome,
-                error=self._scrub(error),
-                duration_ms=round((time.monotonic() - started) * 1000),
-            )
-
+        record = call_recorder(
+            provider=PROVIDER,
+            operation=operation,
+            method=method,
+            path=path,
+            reference=reference or _reference_of(body, params),
+            request_body=body,
+            scrub=self._scrub,
+        )
         try:
             response = self._session.request(
                 method,

@@ -29,6 +29,7 @@ from providers.clients.trustless_work_types import (
     Distribution,
     MilestoneSpec,
     Roles,
+    TxResult,
 )
 from providers.models import ProviderCall, StellarKey
 from providers.sandbox import tw_xdr
@@ -270,10 +271,10 @@ def test_listing_balances_and_indexer_calls(
 # --- Writes ---------------------------------------------------------------------------------------
 
 
-def test_fund_sends_an_exact_number_and_the_funders_signature(
-    client: TrustlessWorkClient, mock: responses.RequestsMock, keys: dict[str, StellarKey]
-) -> None:
-    buyer = keys["buyer"]
+def fund_12_50(
+    client: TrustlessWorkClient, mock: responses.RequestsMock, buyer: StellarKey
+) -> TxResult:
+    """Fund CONTRACT with 12.50 from `buyer`, Trustless Work answering every step."""
     add_json(mock, "GET", GET_ESCROWS, [escrow_body()])
     xdr = unsigned(
         buyer.public_key,
@@ -282,8 +283,14 @@ def test_fund_sends_an_exact_number_and_the_funders_signature(
     )
     add_json(mock, "POST", f"{SR}/fund-escrow", built(xdr), status=201)
     add_json(mock, "POST", SEND, {"status": "SUCCESS", "message": "sent"}, status=201)
+    return client.fund_escrow(contract_id=CONTRACT, funder=buyer, amount=Decimal("12.50"))
 
-    result = client.fund_escrow(contract_id=CONTRACT, funder=buyer, amount=Decimal("12.50"))
+
+def test_fund_sends_an_exact_number_and_the_funders_signature(
+    client: TrustlessWorkClient, mock: responses.RequestsMock, keys: dict[str, StellarKey]
+) -> None:
+    buyer = keys["buyer"]
+    result = fund_12_50(client, mock, buyer)
 
     build_call = next(c for c in mock.calls if c.request.url == f"{SR}/fund-escrow")
     assert b'"amount":12.5,' in body_sent(build_call) or body_sent(build_call).endswith(
@@ -1381,17 +1388,7 @@ def test_failures_are_recorded_without_the_api_key(mock: responses.RequestsMock)
 def test_a_submission_is_recorded_under_its_contract(
     client: TrustlessWorkClient, mock: responses.RequestsMock, keys: dict[str, StellarKey]
 ) -> None:
-    buyer = keys["buyer"]
-    add_json(mock, "GET", GET_ESCROWS, [escrow_body()])
-    xdr = unsigned(
-        buyer.public_key,
-        "fund_escrow",
-        [scval.to_address(buyer.public_key), scval.to_string("x"), scval.to_int128(125_000_000)],
-    )
-    add_json(mock, "POST", f"{SR}/fund-escrow", built(xdr), status=201)
-    add_json(mock, "POST", SEND, {"status": "SUCCESS", "message": "sent"}, status=201)
-
-    client.fund_escrow(contract_id=CONTRACT, funder=buyer, amount=Decimal("12.50"))
+    fund_12_50(client, mock, keys["buyer"])
 
     by_operation = {c.operation: c for c in _calls()}
     assert by_operation["build_fund_escrow"].reference == CONTRACT
