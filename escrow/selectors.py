@@ -152,9 +152,12 @@ def order_timeline(*, order: Order, internal: bool = False) -> list[TimelineItem
     if escrow is not None:
         items += _chain_step_items(escrow)
     if internal:
-        references = [order.public_id] + (
-            [escrow.public_id, escrow.contract_id] if escrow is not None else []
-        )
+        references = [order.public_id]
+        if escrow is not None:
+            # A deploy's submission names no contract yet: it is recorded under its tx hash.
+            hashes = ChainStep.objects.filter(escrow=escrow).exclude(tx_hash="")
+            references += [escrow.public_id, escrow.contract_id]
+            references += hashes.values_list("tx_hash", flat=True)
         items += _provider_call_items([r for r in references if r])
     items.sort(key=lambda item: item.at)
     return items

@@ -16,6 +16,8 @@ the caller's transaction.
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -86,3 +88,38 @@ def record_call(
             )
     except Exception:
         logger.exception("Could not record the %s %s call %s %s", provider, operation, method, path)
+
+
+Recorder = Callable[[int | None, str, str, str], None]
+
+
+def call_recorder(
+    *,
+    provider: str,
+    operation: str,
+    method: str,
+    path: str,
+    reference: str,
+    request_body: Any,
+    scrub: Callable[[str], str],
+) -> Recorder:
+    """A `record(status, response_text, outcome, error)` for one request about to be sent:
+    it times the request from now and scrubs the texts (a client's credentials) first."""
+    started = time.monotonic()
+
+    def record(status: int | None, text: str, outcome: str, error: str) -> None:
+        record_call(
+            provider=provider,
+            operation=operation,
+            method=method,
+            path=path,
+            reference=reference,
+            request_body=request_body,
+            response_status=status,
+            response_text=scrub(text),
+            outcome=outcome,
+            error=scrub(error),
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+
+    return record

@@ -46,7 +46,7 @@ from providers.clients.errors import (
     ProviderUnavailableError,
 )
 from providers.clients.ratelimit import RateLimiter
-from providers.recording import record_call
+from providers.recording import call_recorder
 
 logger = logging.getLogger(__name__)
 
@@ -780,23 +780,15 @@ class AirtmClient:
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = json_numbers.dumps(body, normalize=False).encode()
-        started = time.monotonic()
-
-        def record(status: int | None, text: str, outcome: str, error: str) -> None:
-            record_call(
-                provider=PROVIDER,
-                operation=operation,
-                method=method,
-                path=path,
-                reference=reference,
-                request_body=body,
-                response_status=status,
-                response_text=self._scrub(text),
-                outcome=outcome,
-                error=self._scrub(error),
-                duration_ms=round((time.monotonic() - started) * 1000),
-            )
-
+        record = call_recorder(
+            provider=PROVIDER,
+            operation=operation,
+            method=method,
+            path=path,
+            reference=reference,
+            request_body=body,
+            scrub=self._scrub,
+        )
         try:
             response = self._session.request(
                 method,

@@ -63,6 +63,7 @@ from providers.clients.trustless_work_types import (
     usdc,
 )
 from providers.models import StellarKey
+from providers.recording import call_recorder
 from providers.stellar.keys import sign_transaction_xdr
 
 logger = logging.getLogger(__name__)
@@ -198,13 +199,26 @@ class TrustlessWorkClient:
         operation: str,
         body: Any = None,
         params: Mapping[str, Any] | None = None,
+        reference: str = "",
     ) -> Any:
+        """Send one request, record it (a redacted ProviderCall), and return its parsed
+        answer or raise its error. `reference` defaults to the contract or engagement id the
+        request names."""
         self._bucket.acquire(self.rate_limit_max_wait)
         headers = {"x-api-key": self._api_key, "accept": "application/json"}
         data = None
         if body is not None:
             headers["content-type"] = "application/json"
             data = json_numbers.dumps(body).encode()
+        record = call_recorder(
+            provider=PROVIDER,
+            operation=operation,
+            method=method,
+            path=path,
+            reference=reference or _reference_of(body, params),
+            request_body=body,
+            scrub=self._scrub,
+        )
         try:
             response = self._session.request(
                 method,
@@ -214,31 +228,31 @@ class TrustlessWorkClient:
                 headers=headers,
                 timeout=self.timeout,
             )
-        except requests.ConnectTimeout:
-            raise ProviderTimeoutError(
-                f"Could not connect to Trustless Work for {operation} in time.",
-                provider=PROVIDER,
-                outcome_unknown=False,
-            ) from None
-        except requests.Timeout:
-            raise ProviderTimeoutError(
-                f"Trustless Work did not answer {operation} in time.", provider=PROVIDER
-            ) from None
-        except requests.ConnectionError as exc:
-            raise ProviderUnavailableError(
-                f"Could not reach Trustless Work for {operation} ({type(exc).__name__}).",
-                provider=PROVIDER,
-            ) from None
+        except requests.RequestException as exc:
+            error = _transport_error(exc, operation)
+            outcome = "timeout" if isinstance(error, ProviderTimeoutError) else "connection_error"
+            record(None, "", outcome, error.message)
+            raise error from None
         if response.status_code >= 400:
-            raise _error_for(response, operation, scrub=self._api_key)
+            error = _error_for(response, operation, scrub=self._api_key)
+            record(response.status_code, response.text, "http_error", error.message)
+            raise error
         try:
-            return json_numbers.loads(response.text)
+            answer = json_numbers.loads(response.text)
         except ValueError:
-            raise ProviderUnavailableError(
+            error = ProviderUnavailableError(
                 f"Trustless Work answered {operation} with unreadable JSON.",
                 provider=PROVIDER,
                 http_status=response.status_code,
-            ) from None
+            )
+            record(response.status_code, response.text, "invalid_response", error.message)
+            raise error from None
+        record(response.status_code, response.text, "ok", "")
+        return answer
+
+    def _scrub(self, text: str) -> str:
+        """`text` without our API key (a misbehaving server could echo it back)."""
+        return text.replace(self._api_key, "[redacted]") if self._api_key else text
 
     def _safe_request(self, method: str, path: str, *, operation: str, **kw: Any) -> Any:
         """A request without side effects (build, read): retried on 429, 5xx and timeouts."""
@@ -749,8 +763,9 @@ class TrustlessWorkClient:
         Returns (the SUCCESS answer, tx hash, the escrow when a lookup proved it landed).
         """
         tx_hash = TransactionEnvelope.from_xdr(signed, self.network_passphrase).hash_hex()
+        reference = expect.contract_id or tx_hash  # a deploy names no contract yet
         try:
-            return self._send(signed, expect.operation), tx_hash, None
+            return self._send(signed, expect.operation, reference), tx_hash, None
         except ProviderError as exc:
             if not _uncertain(exc):
                 raise
@@ -767,7 +782,7 @@ class TrustlessWorkClient:
             if found is not None:
                 return {"status": "SUCCESS"}, tx_hash, found
             try:
-                return self._send(signed, expect.operation), tx_hash, None
+                return self._send(signed, expect.operation, reference), tx_hash, None
             except ProviderError as exc:
                 if _tx_code(exc) == "tx_bad_seq":
                     # The sequence number is spent: this envelope (or another) is in a ledger.
@@ -793,7 +808,7 @@ class TrustlessWorkClient:
             tx_hash=tx_hash,
         )
 
-    def _send(self, signed: str, operation: str) -> dict[str, Any]:
+    def _send(self, signed: str, operation: str, reference: str) -> dict[str, Any]:
         """POST the envelope once (a 429 was refused unread, so it is simply sent again)."""
         for attempt in range(1, self.attempts + 1):
             try:
@@ -802,6 +817,7 @@ class TrustlessWorkClient:
                     "/helper/send-transaction",
                     operation=f"submit_{operation}",
                     body={"signedXdr": signed},
+                    reference=reference,
                 )
                 break
             except ProviderRateLimitedError as exc:
@@ -940,6 +956,37 @@ def _rejected(message: str, status: int | None, code: str) -> ProviderRejectedEr
         # A rebuilt transaction may pass where this one failed; an unindexed escrow appears.
         retryable=reason in _RETRYABLE_TX_CODES or not_found,
     )
+
+
+def _transport_error(exc: requests.RequestException, operation: str) -> ProviderError:
+    if isinstance(exc, requests.ConnectTimeout):
+        return ProviderTimeoutError(
+            f"Could not connect to Trustless Work for {operation} in time.",
+            provider=PROVIDER,
+            outcome_unknown=False,
+        )
+    if isinstance(exc, requests.Timeout):
+        return ProviderTimeoutError(
+            f"Trustless Work did not answer {operation} in time.", provider=PROVIDER
+        )
+    return ProviderUnavailableError(
+        f"Could not reach Trustless Work for {operation} ({type(exc).__name__}).",
+        provider=PROVIDER,
+    )
+
+
+def _reference_of(body: Any, params: Mapping[str, Any] | None) -> str:
+    """The contract (or else engagement) id a request names, for its ProviderCall row."""
+    for source in (body, params):
+        if not isinstance(source, Mapping):
+            continue
+        for key in ("contractId", "contractIds[]", "engagementId"):
+            value = source.get(key)
+            if isinstance(value, list | tuple):
+                value = value[0] if len(value) == 1 else ""
+            if isinstance(value, str) and value:
+                return value
+    return ""
 
 
 def _error_for(response: requests.Response, operation: str, *, scrub: str) -> ProviderError:

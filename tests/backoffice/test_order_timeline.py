@@ -103,6 +103,25 @@ def test_timeline_rows_carry_references_and_link_to_their_records(staff_client, 
     assert resolve.tx_hash in html
 
 
+def test_the_trustless_work_requests_of_the_order_are_on_its_timeline(staff_client, settled):
+    rows = order_page(staff_client("admin"), settled).context["timeline"]
+
+    escrow = Escrow.objects.get(order=settled)
+    submits = {
+        (item.title, dict(details)["reference"])
+        for item, _, details in rows
+        if item.kind == "provider_call" and item.title.startswith("trustless_work submit_")
+    }
+    deploy = ChainStep.objects.get(escrow=escrow, action=ChainStep.Action.DEPLOY)
+    fund = ChainStep.objects.get(escrow=escrow, action=ChainStep.Action.FUND)
+    assert fund.tx_hash
+    assert deploy.tx_hash
+    # Recorded by the client itself: the deploy under its tx hash (no contract yet), the
+    # funding under the contract.
+    assert any(ref == deploy.tx_hash for _, ref in submits), submits
+    assert any(ref == escrow.contract_id and "fund" in title for title, ref in submits), submits
+
+
 def test_the_order_page_links_buyer_seller_escrow_contract_and_dispute(
     staff_client, settled, buyer, seller
 ):

@@ -29,8 +29,9 @@ from providers.clients.trustless_work_types import (
     Distribution,
     MilestoneSpec,
     Roles,
+    TxResult,
 )
-from providers.models import StellarKey
+from providers.models import ProviderCall, StellarKey
 from providers.sandbox import tw_xdr
 from providers.sandbox.trustless_work import DEFAULT_API_KEY
 from providers.stellar.keys import stellar_key_for, stellar_key_for_user
@@ -270,10 +271,10 @@ def test_listing_balances_and_indexer_calls(
 # --- Writes ---------------------------------------------------------------------------------------
 
 
-def test_fund_sends_an_exact_number_and_the_funders_signature(
-    client: TrustlessWorkClient, mock: responses.RequestsMock, keys: dict[str, StellarKey]
-) -> None:
-    buyer = keys["buyer"]
+def fund_12_50(
+    client: TrustlessWorkClient, mock: responses.RequestsMock, buyer: StellarKey
+) -> TxResult:
+    """Fund CONTRACT with 12.50 from `buyer`, Trustless Work answering every step."""
     add_json(mock, "GET", GET_ESCROWS, [escrow_body()])
     xdr = unsigned(
         buyer.public_key,
@@ -282,8 +283,14 @@ def test_fund_sends_an_exact_number_and_the_funders_signature(
     )
     add_json(mock, "POST", f"{SR}/fund-escrow", built(xdr), status=201)
     add_json(mock, "POST", SEND, {"status": "SUCCESS", "message": "sent"}, status=201)
+    return client.fund_escrow(contract_id=CONTRACT, funder=buyer, amount=Decimal("12.50"))
 
-    result = client.fund_escrow(contract_id=CONTRACT, funder=buyer, amount=Decimal("12.50"))
+
+def test_fund_sends_an_exact_number_and_the_funders_signature(
+    client: TrustlessWorkClient, mock: responses.RequestsMock, keys: dict[str, StellarKey]
+) -> None:
+    buyer = keys["buyer"]
+    result = fund_12_50(client, mock, buyer)
 
     build_call = next(c for c in mock.calls if c.request.url == f"{SR}/fund-escrow")
     assert b'"amount":12.5,' in body_sent(build_call) or body_sent(build_call).endswith(
@@ -1316,3 +1323,80 @@ def test_problem_details_from_the_simulator_map_the_same(
 
     assert info.value.message == "The escrow must be completed to release earnings"
     assert info.value.reason_code == "ESCROW_NOT_COMPLETED"
+
+
+# --- The record of each request (ProviderCall) --------------------------------------------------
+
+
+def _calls() -> list[ProviderCall]:
+    return list(ProviderCall.objects.filter(provider="trustless_work").order_by("pk"))
+
+
+def test_each_request_is_recorded_with_the_contract_it_names(
+    client: TrustlessWorkClient, mock: responses.RequestsMock
+) -> None:
+    add_json(mock, "GET", GET_ESCROWS, [escrow_body()])
+    add_json(mock, "POST", UPDATE, {"message": "ok"})
+
+    client.get_escrow(CONTRACT, signer="GSIGNER")
+    client.update_from_tx_hash("ab" * 32)
+
+    read, update = _calls()
+    assert (read.operation, read.method, read.path) == (
+        "get_escrows",
+        "GET",
+        "/helper/get-escrow-by-contract-ids",
+    )
+    assert (read.reference, read.outcome, read.response_status) == (CONTRACT, "ok", 200)
+    assert CONTRACT in read.response_body
+    assert (update.operation, update.request_body, update.reference) == (
+        "update_from_tx_hash",
+        {"txHash": "ab" * 32},
+        "",
+    )
+
+
+def test_failures_are_recorded_without_the_api_key(mock: responses.RequestsMock) -> None:
+    client = TrustlessWorkClient(
+        base_url=BASE,
+        api_key=KEY,
+        network_passphrase=TESTNET,
+        attempts=1,
+        rate_per_minute=10_000,
+        sleep=lambda s: None,
+    )
+    add_json(mock, "GET", GET_ESCROWS, {"message": f"bad key {KEY}"}, status=400)
+    with pytest.raises(ProviderRejectedError):
+        client.get_escrows([CONTRACT], signer="G")
+    mock.replace("GET", GET_ESCROWS, body=requests.ReadTimeout("slow"))
+    with pytest.raises(ProviderTimeoutError):
+        client.get_escrows([CONTRACT], signer="G")
+    mock.replace("GET", GET_ESCROWS, body="<html>oops", status=200)
+    with pytest.raises(ProviderUnavailableError):
+        client.get_escrows([CONTRACT], signer="G")
+
+    rejected, timed_out, unreadable = _calls()
+    assert (rejected.outcome, rejected.response_status) == ("http_error", 400)
+    assert (timed_out.outcome, timed_out.response_status) == ("timeout", None)
+    assert unreadable.outcome == "invalid_response"
+    for call in (rejected, timed_out, unreadable):
+        stored = f"{call.request_body} {call.response_body} {call.error} {call.path}"
+        assert KEY not in stored
+    assert "[redacted]" in rejected.response_body
+
+
+def test_a_submission_is_recorded_under_its_contract(
+    client: TrustlessWorkClient, mock: responses.RequestsMock, keys: dict[str, StellarKey]
+) -> None:
+    fund_12_50(client, mock, keys["buyer"])
+
+    by_operation = {c.operation: c for c in _calls()}
+    assert by_operation["build_fund_escrow"].reference == CONTRACT
+    submit = by_operation["submit_fund_escrow"]
+    assert (submit.reference, submit.path, submit.outcome) == (
+        CONTRACT,
+        "/helper/send-transaction",
+        "ok",
+    )
+    assert submit.request_body is not None
+    assert "signedXdr" in submit.request_body
