@@ -1,10 +1,11 @@
 """Log lines: plain text for a developer's terminal, or one JSON object per line for
 production (LOG_FORMAT=json, the default with DEBUG off); every line carries the request id.
 
-Secrets never reach a log line: the `redact` filter scrubs what looks like one of ours (API
-keys, webhook signing secrets, Stellar secret seeds, bearer tokens) out of every message and
-exception text, and structured fields whose names look secret (`extra={"api_secret": ...}`)
-are replaced, as in the audit log. Code should not log secrets in the first place; this is
+Secrets never reach a log line: SecretRedactingFilter (settings.LOGGING's "redact") scrubs
+what looks like one of ours (API keys, webhook signing secrets, Stellar secret seeds, bearer
+and Basic credentials) out of every message and exception text, the JSON formatter does too,
+and structured fields whose names look secret (`extra={"api_secret": ...}`) are replaced, as
+in the audit log. Code should not log secrets in the first place; this is
 the net under it.
 """
 
@@ -46,7 +47,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": scrub(record.getMessage()),  # also when used without the filter
             "request_id": getattr(record, "request_id", "-"),
         }
         extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
