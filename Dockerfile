@@ -14,7 +14,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 
 WORKDIR /app
-RUN groupadd --system app && useradd --system --gid app --home-dir /app --no-create-home app
+# A fixed, numeric id: orchestrators (Kubernetes runAsNonRoot) can check it is not root.
+RUN groupadd --system --gid 10001 app && \
+    useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app
 
 COPY pyproject.toml README.md manage.py ./
 COPY orchestrator ./orchestrator
@@ -31,7 +33,7 @@ RUN pip install . && mkdir -p /app/var && \
     WEBHOOK_SECRET_KEYS="$(python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')" \
     python manage.py collectstatic --noinput -v 0 && chown -R app:app /app/var
 
-USER app
+USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "orchestrator.healthcheck"]
