@@ -3,8 +3,9 @@
 Scope: (API key, method, path, key). Authentication and scope checks have already run,
 so a stored answer is only ever replayed to the caller that caused it.
 
-- First request: an IN_PROGRESS row is committed before the view runs, so a concurrent
-  duplicate finds it and gets 409 IDEMPOTENCY_KEY_IN_PROGRESS.
+- First request: an IN_PROGRESS row is committed before the view runs (one INSERT ... ON
+  CONFLICT statement, which also takes over an expired row), so a concurrent duplicate
+  finds it and gets 409 IDEMPOTENCY_KEY_IN_PROGRESS.
 - The answer (2xx-4xx, errors too) is stored and replayed verbatim to the same key and body;
   another body is 409 IDEMPOTENCY_KEY_REUSED. Secrets shown once (a new API key) are the
   exception: the view names those fields, and they are stored and replayed redacted.
@@ -20,9 +21,10 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -71,18 +73,21 @@ def idempotency_begin(
         )
     digest = fingerprint(body)
     now = timezone.now()
-    scope = {"api_key": api_key, "method": method, "path": _stored_path(path), "key": key}
-    # Expired rows are dead even before the cleanup task removes them.
-    IdempotencyRecord.objects.filter(**scope, expires_at__lte=now).delete()
-    try:
-        with transaction.atomic():
-            return IdempotencyRecord.objects.create(
-                **scope,
-                fingerprint=digest,
-                expires_at=now + timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS),
-            )
-    except IntegrityError:
-        pass
+    stored_path = _stored_path(path)
+    record = IdempotencyRecord(
+        api_key=api_key,
+        method=method,
+        path=stored_path,
+        key=key,
+        fingerprint=digest,
+        created_at=now,
+        expires_at=now + timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS),
+    )
+    claimed = _claim(record, now)
+    if claimed is not None:
+        record.pk = claimed
+        return record
+    scope = {"api_key": api_key, "method": method, "path": stored_path, "key": key}
     existing = IdempotencyRecord.objects.filter(**scope).first()
     if existing is None:  # finished with a 5xx and was deleted between our two statements
         raise IdempotencyKeyInProgressError("A request with this key is being processed.")
@@ -101,6 +106,45 @@ def idempotency_begin(
     )
     response["Idempotency-Replayed"] = "true"
     return response
+
+
+# The same SQL on PostgreSQL and SQLite (both know ON CONFLICT ... DO UPDATE ... WHERE and
+# RETURNING); orchestrator.models.IdempotencyRecord names the table and columns.
+_CLAIM = """
+INSERT INTO "orchestrator_idempotencyrecord" (
+    "api_key_id", "method", "path", "key", "fingerprint", "status", "response_status",
+    "response_body", "created_at", "expires_at"
+) VALUES (%s, %s, %s, %s, %s, %s, NULL, '', %s, %s)
+ON CONFLICT ("api_key_id", "method", "path", "key") DO UPDATE SET
+    "fingerprint" = excluded."fingerprint",
+    "status" = excluded."status",
+    "response_status" = NULL,
+    "response_body" = '',
+    "created_at" = excluded."created_at",
+    "expires_at" = excluded."expires_at"
+WHERE "orchestrator_idempotencyrecord"."expires_at" <= %s
+RETURNING "id"
+"""
+
+
+def _claim(record: IdempotencyRecord, now: datetime) -> int | None:
+    """Insert `record` in one statement, taking over an expired row of the same scope (dead
+    even before the cleanup task removes it); None if a live row holds the scope."""
+    params: list[Any] = [
+        record.api_key_id,
+        record.method,
+        record.path,
+        record.key,
+        record.fingerprint,
+        IdempotencyRecord.Status.IN_PROGRESS,
+        record.created_at,
+        record.expires_at,
+        now,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM, params)
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 def _stored_path(path: str) -> str:

@@ -331,3 +331,32 @@ def test_twenty_concurrent_requests_with_one_key_execute_once(make_key, marketpl
     assert len(fresh) + len(replays) + len(in_progress) == 20
     assert all(r[3] == fresh[0][3] for r in replays)
     assert fresh[0][3]["id"] == user.public_id
+
+
+def test_an_expired_record_is_taken_over_in_place(api):
+    post(api, {"external_user_id": "a"})
+    IdempotencyRecord.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    post(api, {"external_user_id": "b"})
+
+    record = IdempotencyRecord.objects.get()  # one row per scope, the expired one reused
+    assert record.status == IdempotencyRecord.Status.COMPLETED
+    assert record.expires_at > timezone.now()
+    assert '"b"' in record.response_body
+
+
+def test_claiming_a_new_key_is_one_statement(make_key, marketplace):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from orchestrator.api.idempotency import idempotency_begin
+
+    key, _ = make_key(marketplace)
+    with CaptureQueriesContext(connection) as queries:
+        record = idempotency_begin(
+            api_key=key, method="POST", path="/api/v1/users", key="one", body=b"{}"
+        )
+
+    assert len(queries.captured_queries) == 1
+    assert isinstance(record, IdempotencyRecord)
+    assert IdempotencyRecord.objects.get(pk=record.pk).status == "in_progress"
