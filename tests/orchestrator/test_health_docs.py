@@ -83,6 +83,20 @@ def test_openapi_document_lists_every_protected_route():
     assert not missing
 
 
+def test_openapi_document_names_the_bearer_api_key_on_protected_operations():
+    schema = APIClient().get("/api/v1/openapi.json").json()
+
+    assert schema["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "ohk_<env>_key_...",
+    }
+    orders = schema["paths"]["/api/v1/orders"]["post"]
+    assert {"ApiKey": []} in orders["security"]
+    operation_ids = [op["operationId"] for item in schema["paths"].values() for op in item.values()]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
 @pytest.mark.parametrize(
     ("path", "marker"), [("/api/v1/docs", b"swagger"), ("/api/v1/redoc", b"redoc")]
 )

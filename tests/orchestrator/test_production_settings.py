@@ -28,7 +28,16 @@ LIVE = {
     "TRUSTLESS_WORK_API_KEY": "tw_live",
 }
 # Everything the settings read that the test environment may hold, besides the services.
-_READ = {*LIVE, "LOG_FORMAT", "DJANGO_SETTINGS_MODULE", "SANDBOX_URL", "AIRTM_BASE_URL"}
+_READ = {
+    *LIVE,
+    "LOG_FORMAT",
+    "DJANGO_SETTINGS_MODULE",
+    "SANDBOX_URL",
+    "AIRTM_BASE_URL",
+    "BEHIND_TLS_PROXY",
+    "SECURE_COOKIES",
+    "SECURE_HSTS_SECONDS",
+}
 
 
 def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> ModuleType:
@@ -149,3 +158,22 @@ def test_a_copy_of_env_example_loads(monkeypatch, tmp_path) -> None:
     assert settings.AIRTM_BASE_URL.endswith("/airtm/v2")
     assert settings.METRICS_CELERY_QUEUES == []
     assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+
+
+def test_production_cookies_are_https_only_and_hsts_is_on(monkeypatch, tmp_path) -> None:
+    settings = load(monkeypatch, tmp_path, **PRODUCTION)
+
+    assert settings.SESSION_COOKIE_SECURE is True
+    assert settings.CSRF_COOKIE_SECURE is True
+    assert settings.SECURE_HSTS_SECONDS == 31_536_000
+    assert not hasattr(settings, "SECURE_PROXY_SSL_HEADER")  # only when the proxy is trusted
+
+    behind = load(monkeypatch, tmp_path, **PRODUCTION, BEHIND_TLS_PROXY="true")
+    assert behind.SECURE_PROXY_SSL_HEADER == ("HTTP_X_FORWARDED_PROTO", "https")
+
+
+def test_the_embedded_default_sends_cookies_over_plain_http(monkeypatch, tmp_path) -> None:
+    settings = load(monkeypatch, tmp_path)
+
+    assert settings.SESSION_COOKIE_SECURE is False
+    assert settings.SECURE_HSTS_SECONDS == 0

@@ -289,7 +289,9 @@ class DeliveryDetailApi(ApiView):
 class DeliveryReplayApi(ApiView):
     required_scope = Scope.WRITE
 
-    @extend_schema(request=None, responses={202: DeliveryOutput})
+    @extend_schema(
+        request=None, responses={202: DeliveryOutput}, operation_id="webhooks_delivery_replay"
+    )
     def post(self, request: Request, delivery_id: str) -> Response:
         """Send this delivery again, whatever its state (409 if its endpoint is disabled)."""
         delivery = delivery_get(marketplace=self.marketplace(request), delivery_id=delivery_id)
@@ -302,7 +304,9 @@ class DeliveryReplayApi(ApiView):
 class DeliveriesReplayApi(ApiView):
     required_scope = Scope.WRITE
 
-    @extend_schema(request=ReplayInput, responses={202: None})
+    @extend_schema(
+        request=ReplayInput, responses={202: None}, operation_id="webhooks_deliveries_replay"
+    )
     def post(self, request: Request) -> Response:
         """Send again every delivery the filters select (at most 1000, oldest first;
         deliveries of disabled endpoints are skipped). Answers how many were queued."""
