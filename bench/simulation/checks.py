@@ -74,9 +74,9 @@ STEP_OPS = {
     ChainStep.Action.DISPUTE: ("dispute_escrow", "dispute_milestone"),
     ChainStep.Action.RESOLVE: ("resolve_dispute", "resolve_milestone_dispute"),
 }
-# Order states that only the machinery (tasks, janitors) moves on.
+# Order states that only the machinery (tasks, janitors) moves on. (ESCROW_CREATING also
+# rests there once deployed, until the marketplace funds: its pending step is checked.)
 ORDER_IN_FLIGHT = (
-    Order.Status.ESCROW_CREATING,
     Order.Status.ESCROW_FUNDING,
     Order.Status.ESCROW_FUNDED,
     Order.Status.RELEASE_REQUESTED,

@@ -26,6 +26,8 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from bench.simulation.tasks import WorkerKilled
+
 SANDBOX_HOST = "sandbox.sim"
 ORCHESTRATOR_HOST = "orchestrator.sim"
 SANDBOX_URL = f"http://{SANDBOX_HOST}"
@@ -57,8 +59,9 @@ def _response(
 class InProcessNet:
     """Route the sandbox's and our own URLs in-process (see the module docstring)."""
 
-    def __init__(self, sandbox_app: WSGIApp) -> None:
+    def __init__(self, sandbox_app: WSGIApp, *, on_kill: Callable[[], None]) -> None:
         self.sandbox_app = sandbox_app
+        self.on_kill = on_kill
         self.django = Client(raise_request_exception=False)
         self._stalls: list[float] = []  # a stack: one slot per request being served
         self.requests = 0
@@ -121,13 +124,17 @@ class InProcessNet:
             for k, v in request.headers.items()
             if k.lower() not in ("content-type", "content-length", "host")
         }
-        answer = self.django.generic(
-            request.method or "GET",
-            path,
-            data=request.body or b"",
-            content_type=content_type,
-            headers=headers,
-        )
+        try:
+            answer = self.django.generic(
+                request.method or "GET",
+                path,
+                data=request.body or b"",
+                content_type=content_type,
+                headers=headers,
+            )
+        except WorkerKilled:  # our web process died mid-request: the caller sees a reset
+            self.on_kill()
+            raise requests.ConnectionError("orchestrator died", request=request) from None
         body = b"" if answer.streaming else answer.content
         if answer.status_code == 500:
             self.server_errors.append(f"{request.method} {parts.path}: {body[:300]!r}")

@@ -239,8 +239,8 @@ class Operations:
         if paid.status_code == 302 and location.startswith("http://orchestrator.sim/") and (
             self.rng.random() < 0.5
         ):
-            back = self.world.client.get(location.removeprefix("http://orchestrator.sim"))
-            line += f" callback {back.status_code}"
+            back = self.world.request("GET", location.removeprefix("http://orchestrator.sim"))
+            line += f" callback {self._said(back)}"
         return line
 
     def _topup(self, *statuses: str) -> TopUp | None:

@@ -140,7 +140,8 @@ class Simulation:
                 return f"{name} !! {exc.invariant}"
             if line is not None:
                 self.report.operations[name] += 1
-                self.report.answers[f"{name} {line.split(' -> ')[-1].split(' ')[0]}"] += 1
+                said = line.split(" -> ")[1].split(" ")[0] if " -> " in line else "done"
+                self.report.answers[f"{name} {said}"] += 1
                 return line
         return "nothing to do"
 
@@ -227,6 +228,7 @@ class Simulation:
                 return
             world.advance(DRAIN_STEP_SECONDS)
             world.beat.tick()
+        self._work(world.rng, everything=True)
 
     def _people_finish(self) -> str:
         """Payers pay or give up, marketplaces commit or cancel, Airtm users verify."""

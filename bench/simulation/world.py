@@ -27,9 +27,10 @@ from django.test import Client, override_settings
 
 import escrow.services.common as escrow_common
 import providers.services.common as provider_common
+import webhooks.outbound as outbound
 from bench.simulation.crashes import Crashes
 from bench.simulation.net import ORCHESTRATOR_URL, SANDBOX_URL, InProcessNet
-from bench.simulation.tasks import Beat, SimCelery
+from bench.simulation.tasks import Beat, SimCelery, WorkerKilled
 from orchestrator.models import Marketplace, Scope
 from orchestrator.services import api_key_create, marketplace_create
 from providers.clients.ratelimit import reset_local_buckets
@@ -140,13 +141,16 @@ class World:
             usdc_issuer=settings.STELLAR_USDC_ISSUER,
             config=Config(rate_limit=False, indexer_lag_seconds=0.0),
         )
-        self.net = InProcessNet(build_app({"/airtm": self.airtm, "/trustless-work": self.tw}))
+        self.crashes = Crashes()
+        self.net = InProcessNet(
+            build_app({"/airtm": self.airtm, "/trustless-work": self.tw}),
+            on_kill=self.crashes.restore_leases,
+        )
         # The simulators' stalls are recorded, never slept (see bench.simulation.net).
         self.airtm._sleep = self.net.stall  # type: ignore[method-assign]
         self.tw._hold = lambda fault: self.net.stall(fault.hold_seconds)  # type: ignore[method-assign]
         self.celery = SimCelery(now=self.now)
         self.beat = Beat(self.celery)
-        self.crashes = Crashes()
         self.receiver = Receiver()
         self.client = Client(raise_request_exception=False)
         self.markets: list[Market] = []
@@ -210,6 +214,9 @@ class World:
         }
 
     def _forget_clients(self) -> None:
+        """A fresh process's caches: clients, rate buckets, opened webhook secrets (cached
+        per endpoint row and version, which an earlier run in this process may share)."""
+        outbound._opened.clear()
         provider_common._client.cache_clear()
         escrow_common._client.cache_clear()
         TrustlessWorkClient._buckets.clear()
@@ -256,27 +263,26 @@ class World:
         *,
         idempotency_key: str | None = None,
     ) -> Answer:
-        """One request to /api/v1 with the marketplace's key; a death at a crash point in
-        the web process is an answer with no status (the connection dropped)."""
-        from bench.simulation.tasks import WorkerKilled
-
+        """One request to /api/v1 with the marketplace's key."""
         headers = {"Authorization": f"Bearer {market.key}"}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         data = b"" if body is None else json.dumps(body).encode()
+        return self.request(method, f"/api/v1{path}", data, headers)
+
+    def request(
+        self, method: str, path: str, data: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Answer:
+        """One request to us; a death at a crash point in the web process is an answer with
+        no status (the connection dropped)."""
+        self.api_requests += 1
         try:
             response = self.client.generic(
-                method,
-                f"/api/v1{path}",
-                data=data,
-                content_type="application/json",
-                headers=headers,
+                method, path, data=data, content_type="application/json", headers=headers
             )
         except WorkerKilled:
             self.crashes.restore_leases()
             return Answer(None)
-        finally:
-            self.api_requests += 1
         if response.status_code == 500:
             self.server_errors.append(f"{method} {path}: {response.content[:300]!r}")
         return Answer(response.status_code, response.content, dict(response.items()))
