@@ -201,19 +201,18 @@ class Checks:
         return _first(found)
 
     def reserved_is_open_holds(self) -> Failures:
-        holds = dict(
-            (((user, cur), total))
-            for user, cur, total in Hold.objects.filter(status=Hold.Status.ACTIVE)
-            .values("user_id", "currency")
-            .annotate(t=Sum("amount"))
-            .values_list("user_id", "currency", "t")
-        )
-        reserved = dict(
-            ((user, cur), balance)
-            for user, cur, balance in Account.objects.filter(kind=Account.Kind.RESERVED)
-            .exclude(balance=0)
-            .values_list("user_id", "currency", "balance")
-        )
+        active = Hold.objects.filter(status=Hold.Status.ACTIVE).values("user_id", "currency")
+        holds = {
+            (user, cur): total
+            for user, cur, total in active.annotate(t=Sum("amount")).values_list(
+                "user_id", "currency", "t"
+            )
+        }
+        accounts = Account.objects.filter(kind=Account.Kind.RESERVED).exclude(balance=0)
+        reserved = {
+            (user, cur): balance
+            for user, cur, balance in accounts.values_list("user_id", "currency", "balance")
+        }
         keys = sorted(set(holds) | set(reserved), key=str)
         return _first(
             f"user #{k[0]} {k[1]}: reserved {reserved.get(k, 0)} != active holds {holds.get(k, 0)}"
@@ -225,12 +224,8 @@ class Checks:
         found = []
         for mkt in self._markets():
             topped = TopUp.objects.filter(marketplace_id=mkt, status=TopUp.Status.SUCCEEDED)
-            paid = Withdrawal.objects.filter(
-                marketplace_id=mkt, status=Withdrawal.Status.COMPLETED
-            )
-            flying = Withdrawal.objects.filter(
-                marketplace_id=mkt, status__in=Withdrawal.IN_FLIGHT
-            )
+            paid = Withdrawal.objects.filter(marketplace_id=mkt, status=Withdrawal.Status.COMPLETED)
+            flying = Withdrawal.objects.filter(marketplace_id=mkt, status__in=Withdrawal.IN_FLIGHT)
             expected = _sum(paid, "amount") - _sum(topped, "amount")
             clearing = _sum(
                 AccountShard.objects.filter(
@@ -262,14 +257,18 @@ class Checks:
             if n > 1
         ]
         codes = set(stats["payoutsCreatedPerCode"]) | set(stats["payinsCreatedPerCode"])
-        known = set(Withdrawal.objects.filter(public_id__in=codes).values_list("public_id", flat=True))
+        known = set(
+            Withdrawal.objects.filter(public_id__in=codes).values_list("public_id", flat=True)
+        )
         known |= set(TopUp.objects.filter(public_id__in=codes).values_list("public_id", flat=True))
         found += [f"Airtm object with code {c} that is none of ours" for c in codes - known]
         deploys: Counter[str] = Counter()
         for contract, ops in self.world.tw.stats()["applied"].items():
             engagement, parts = self._contract(contract)
             deploys[engagement] += ops.get("deploy", 0)
-            found += [f"{op} {n}x on {engagement}" for op in SINGLE_OPS if ops.get(op, 0) > 1]
+            found += [
+                f"{op} {n}x on {engagement}" for op in SINGLE_OPS if (n := ops.get(op, 0)) > 1
+            ]
             found += [
                 f"{op} {n}x on {engagement} ({parts} milestones)"
                 for op in PER_MILESTONE_OPS
@@ -316,7 +315,9 @@ class Checks:
 
     def _ledger_events(self) -> Failures:
         named = Counter(
-            Event.objects.filter(aggregate_type="ledger_entry").values_list("aggregate_id", flat=True)
+            Event.objects.filter(aggregate_type="ledger_entry").values_list(
+                "aggregate_id", flat=True
+            )
         )
         entries = set(JournalEntry.objects.values_list("public_id", flat=True))
         found = [f"entry {e}: {named[e]} events" for e in entries if named[e] != 1]
@@ -332,7 +333,10 @@ class Checks:
         found = []
         current = dict(model.objects.values_list("public_id", "status"))
         for public_id, status in current.items():
-            chain = [(e.payload.get("previous_status"), e.payload.get("status")) for e in events[public_id]]
+            chain = [
+                (e.payload.get("previous_status"), e.payload.get("status"))
+                for e in events[public_id]
+            ]
             ok = bool(chain) and chain[0][0] == "" and chain[-1][1] == status
             ok = ok and all(chain[i][0] == chain[i - 1][1] for i in range(1, len(chain)))
             if not ok or len(chain) != audits[public_id]:
@@ -344,7 +348,7 @@ class Checks:
 
     def _hold_events(self) -> Failures:
         events = self._events("hold")
-        resolution = {
+        resolution: dict[str, str] = {
             Hold.Status.CAPTURED: "hold.captured",
             Hold.Status.VOIDED: "hold.voided",
             Hold.Status.EXPIRED: "hold.expired",
@@ -361,7 +365,9 @@ class Checks:
         moves: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
         rows = AuditLog.objects.filter(object_type=object_type, action__endswith="status_changed")
         for object_id, before, after in rows.values_list("object_id", "before", "after"):
-            moves[object_id][((before or {}).get("status", ""), (after or {}).get("status", ""))] += 1
+            moves[object_id][
+                ((before or {}).get("status", ""), (after or {}).get("status", ""))
+            ] += 1
         return moves
 
     def _escrow_events(self) -> Failures:
@@ -457,7 +463,8 @@ class Checks:
 
     def nothing_stuck(self) -> Failures:
         found = [
-            f"top-up {t.public_id} {t.status}" for t in TopUp.objects.exclude(status__in=TopUp.FINAL)
+            f"top-up {t.public_id} {t.status}"
+            for t in TopUp.objects.exclude(status__in=TopUp.FINAL)
         ]
         found += [
             f"withdrawal {w.public_id} {w.status}"
@@ -492,7 +499,7 @@ class Checks:
     def airtm_reconciles(self) -> Failures:
         airtm = self.world.airtm
         found = []
-        payout_status = {
+        payout_status: dict[str, set[str | None]] = {
             Withdrawal.Status.COMPLETED: {"COMPLETED"},
             Withdrawal.Status.FAILED: {"FAILED", None},
             Withdrawal.Status.CANCELED: {"CANCELED", None},
@@ -502,7 +509,7 @@ class Checks:
             status = payout["status"] if payout else None
             if status not in payout_status.get(w.status, set()):
                 found.append(f"withdrawal {w.public_id} {w.status}, Airtm payout {status}")
-        payin_status = {
+        payin_status: dict[str, set[str | None]] = {
             TopUp.Status.SUCCEEDED: {"CONFIRMED"},
             TopUp.Status.FAILED: {"FAILED", None},
             TopUp.Status.CANCELED: {"CANCELED", None},
@@ -513,7 +520,9 @@ class Checks:
             if status not in payin_status.get(t.status, set()):
                 found.append(f"top-up {t.public_id} {t.status}, Airtm payin {status}")
         clearing = _sum(
-            AccountShard.objects.filter(account__code=CLEARING, account__marketplace_id__in=self._markets()),
+            AccountShard.objects.filter(
+                account__code=CLEARING, account__marketplace_id__in=self._markets()
+            ),
             "balance",
         )
         moved = Decimal(airtm.stats()["enterprise"]["available"]) - ENTERPRISE_FLOAT
@@ -548,10 +557,14 @@ class Checks:
                     found.append(f"{action} of {order_id}: {landed} on chain, {done[action]} done")
         for market in self.world.markets:
             events = set(
-                Event.objects.filter(marketplace=market.marketplace).values_list("public_id", flat=True)
+                Event.objects.filter(marketplace=market.marketplace).values_list(
+                    "public_id", flat=True
+                )
             )
             missing = events - self.world.receiver.received.get(market.endpoint_path, set())
-            found += [f"marketplace {market.index}: event {e} never received" for e in sorted(missing)]
+            found += [
+                f"marketplace {market.index}: event {e} never received" for e in sorted(missing)
+            ]
         return _first(found)
 
 

@@ -33,6 +33,7 @@ import webhooks.outbound as outbound
 from bench.simulation.tasks import WorkerKilled
 from escrow.models import ChainStep, Escrow
 from providers.models import TopUp, Withdrawal
+from providers.services.webhooks import airtm_event_apply as event_apply
 
 POINTS = (
     "escrow.confirm",
@@ -86,7 +87,7 @@ class Crashes:
 
         confirm, journal = steps._confirm, steps._journal_writer
         w_apply, t_apply = withdrawals.withdrawal_apply, topups.topup_apply
-        event_apply, send = inbound.airtm_event_apply, outbound.send
+        send = outbound.send
 
         def crash_confirm(step: ChainStep, *args: Any, **kwargs: Any) -> Any:
             crashes._maybe_kill("escrow.confirm", (Escrow, step.escrow_id))

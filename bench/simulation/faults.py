@@ -98,7 +98,9 @@ class FaultInjector:
         method, path = rng.choice(AIRTM_CALLS)
         times = rng.choice([1, 1, 2])
         seconds = STALL_SECONDS if "timeout" in kind else 0.0
-        self.world.airtm.add_fault(kind=kind, method=method, path=path, times=times, seconds=seconds)
+        self.world.airtm.add_fault(
+            kind=kind, method=method, path=path, times=times, seconds=seconds
+        )
         return f"airtm_api {kind} {method or '*'} {path} x{times}"
 
     def _airtm_webhook(self) -> str:

@@ -85,7 +85,7 @@ class InProcessNet:
                 return net._orchestrator(request)
             return original(adapter, request, **kwargs)
 
-        HTTPAdapter.send = send  # type: ignore[method-assign]
+        HTTPAdapter.send = send  # type: ignore[assignment,method-assign]
         try:
             yield self
         finally:

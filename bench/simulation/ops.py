@@ -88,9 +88,9 @@ class Operations:
             "order_cancel": (2, self.order_cancel),
             "escrow_deploy": (2, self.escrow_deploy),
             "escrow_fund": (6, self.escrow_fund),
-            "milestone_complete": (5, self.milestone_complete),
-            "milestone_approve": (5, self.milestone_approve),
-            "release": (5, self.release),
+            "milestone_complete": (6, self.milestone_complete),
+            "milestone_approve": (6, self.milestone_approve),
+            "release": (6, self.release),
             "refund": (2, self.refund),
             "dispute_open": (2, self.dispute_open),
             "dispute_assign": (2, self.dispute_assign),
@@ -142,7 +142,11 @@ class Operations:
     def _line(self, label: str, answer: Answer, extra: str = "") -> str:
         data = answer.json()
         status = data.get("status") if isinstance(data, dict) else None
-        shown = f" {status}" if isinstance(status, str) and answer.status and answer.status < 300 else ""
+        shown = (
+            f" {status}"
+            if isinstance(status, str) and answer.status and answer.status < 300
+            else ""
+        )
         return f"{label} -> {self._said(answer)}{shown}{extra}"
 
     # --- users --------------------------------------------------------------------------------
@@ -213,7 +217,9 @@ class Operations:
         user = self._user()
         if user is None:
             return None
-        amount = _usd(self.rng.choice([self.rng.randint(500, 50_000), self.rng.randint(1, 300_000)]))
+        amount = _usd(
+            self.rng.choice([self.rng.randint(500, 50_000), self.rng.randint(1, 300_000)])
+        )
         body = {"user_id": user.public_id, "amount": amount, "currency": "USD"}
         answer = self._post(self._market(user), "/topups", body, "topup_create")
         data = answer.json()
@@ -236,8 +242,10 @@ class Operations:
         )
         line = f"topup_pay {self.alias(topup.public_id, 't')} {payer.split('@')[0]} -> {paid.status_code}"
         location = paid.headers.get("Location", "")
-        if paid.status_code == 302 and location.startswith("http://orchestrator.sim/") and (
-            self.rng.random() < 0.5
+        if (
+            paid.status_code == 302
+            and location.startswith("http://orchestrator.sim/")
+            and (self.rng.random() < 0.5)
         ):
             back = self.world.request("GET", location.removeprefix("http://orchestrator.sim"))
             line += f" callback {self._said(back)}"
@@ -263,23 +271,17 @@ class Operations:
         user = self._user(linked=True)
         if user is None:
             return None
-        available = (
-            Account.objects.filter(user=user, kind=Account.Kind.AVAILABLE, currency="USD")
-            .values_list("balance", flat=True)
-            .first()
-        ) or Decimal(0)
-        cents = int(available * 100)
-        if cents < 1 or self.rng.random() < 0.1:
-            cents = self.rng.randint(1, 100_000)  # likely more than there is: 422
-        else:
-            cents = self.rng.randint(1, cents)
+        cents = self._affordable(user, 100_000)
         commit = self.rng.random() < 0.6
         body = {"user_id": user.public_id, "amount": _usd(cents), "commit": commit}
         answer = self._post(self._market(user), "/withdrawals", body, "withdrawal_create")
         data = answer.json()
         name = self.alias(str(data["id"]), "w") if answer.status in (201, 202) else "-"
         flag = " commit" if commit else ""
-        return self._line(f"withdrawal_create {name} {self.alias(user.public_id, 'u')} {_usd(cents)}{flag}", answer)
+        return self._line(
+            f"withdrawal_create {name} {self.alias(user.public_id, 'u')} {_usd(cents)}{flag}",
+            answer,
+        )
 
     def _withdrawal(self, *statuses: str) -> Withdrawal | None:
         withdrawal: Withdrawal | None = self._pick(
@@ -301,8 +303,8 @@ class Operations:
         return self._withdrawal_post("commit", self._withdrawal(Withdrawal.Status.CREATED))
 
     def withdrawal_cancel(self) -> str | None:
-        S = Withdrawal.Status
-        return self._withdrawal_post("cancel", self._withdrawal(S.CREATED, S.PENDING_USER_ACTION))
+        cancelable = (Withdrawal.Status.CREATED, Withdrawal.Status.PENDING_USER_ACTION)
+        return self._withdrawal_post("cancel", self._withdrawal(*cancelable))
 
     def withdrawal_refresh(self) -> str | None:
         return self._withdrawal_post("refresh", self._withdrawal(*Withdrawal.IN_FLIGHT))
@@ -322,7 +324,9 @@ class Operations:
         if withdrawal is None:
             return None
         done = self.world.airtm.complete_user_action(email=withdrawal.destination_email)
-        return f"airtm_user_action {self.alias(withdrawal.user.public_id, 'u')} completed {len(done)}"
+        return (
+            f"airtm_user_action {self.alias(withdrawal.user.public_id, 'u')} completed {len(done)}"
+        )
 
     # --- orders -------------------------------------------------------------------------------
 
@@ -332,7 +336,7 @@ class Operations:
         if len(users) < 2:
             return None
         buyer, seller = self.rng.sample(users, 2)
-        cents = self.rng.randint(100, 80_000)
+        cents = self._affordable(buyer, 80_000)
         body: dict[str, Any] = {
             "buyer_id": buyer.public_id,
             "seller_id": seller.public_id,
@@ -353,13 +357,27 @@ class Operations:
         who = f"{self.alias(buyer.public_id, 'u')}>{self.alias(seller.public_id, 'u')}"
         return self._line(f"order_create {name} {who} {_usd(cents)} x{parts}", answer)
 
+    def _affordable(self, user: MarketplaceUser, most: int) -> int:
+        """Cents the user can pay from available most of the time; any amount sometimes."""
+        available = (
+            Account.objects.filter(user=user, kind=Account.Kind.AVAILABLE, currency="USD")
+            .values_list("balance", flat=True)
+            .first()
+        ) or Decimal(0)
+        cents = min(int(available * 100), most)
+        if cents < 100 or self.rng.random() < 0.15:
+            return self.rng.randint(100, most)
+        return self.rng.randint(100, cents)
+
     def _order(self, *statuses: str) -> Order | None:
         order: Order | None = self._pick(
             Order.objects.filter(status__in=statuses), anything=Order.objects.all()
         )
         return order
 
-    def _order_post(self, op: str, order: Order | None, suffix: str, body: Any = None) -> str | None:
+    def _order_post(
+        self, op: str, order: Order | None, suffix: str, body: Any = None
+    ) -> str | None:
         if order is None:
             return None
         label = f"{op} {self.alias(order.public_id, 'o')}"
@@ -374,11 +392,12 @@ class Operations:
         return self._order_post("order_cancel", order, "/cancel", {"reason": "changed my mind"})
 
     def escrow_deploy(self) -> str | None:
-        return self._order_post("escrow_deploy", self._order(Order.Status.FUNDS_RESERVED), "/escrow")
+        return self._order_post(
+            "escrow_deploy", self._order(Order.Status.FUNDS_RESERVED), "/escrow"
+        )
 
     def escrow_fund(self) -> str | None:
-        S = Order.Status
-        order = self._order(S.FUNDS_RESERVED, S.ESCROW_CREATING)
+        order = self._order(Order.Status.FUNDS_RESERVED, Order.Status.ESCROW_CREATING)
         return self._order_post("escrow_fund", order, "/escrow/fund")
 
     def _milestone(self, *statuses: str) -> Milestone | None:
@@ -407,7 +426,7 @@ class Operations:
         )
 
     def milestone_approve(self) -> str | None:
-        milestone = self._milestone(Milestone.Status.COMPLETED, Milestone.Status.PENDING)
+        milestone = self._milestone(Milestone.Status.COMPLETED)
         if milestone is None:
             return None
         return self._order_post(
@@ -417,14 +436,18 @@ class Operations:
         )
 
     def release(self) -> str | None:
-        S = Order.Status
-        order = self._order(S.IN_PROGRESS, S.RELEASE_REQUESTED)
+        working = Order.objects.filter(
+            status__in=(Order.Status.IN_PROGRESS, Order.Status.RELEASE_REQUESTED)
+        )
+        approved = working.filter(milestones__status=Milestone.Status.APPROVED).distinct()
+        order: Order | None = self._pick(approved, anything=working)
         if order is None:
             return None
         body: dict[str, Any] = {}
-        refs = list(order.milestones.order_by("index").values_list("ref", flat=True))
-        if len(refs) > 1 and self.rng.random() < 0.7:
-            body["milestone_ref"] = self.rng.choice(refs)
+        milestones = list(order.milestones.order_by("index").values_list("ref", "status"))
+        if len(milestones) > 1 and self.rng.random() < 0.7:
+            refs = [ref for ref, status in milestones if status == Milestone.Status.APPROVED]
+            body["milestone_ref"] = self.rng.choice(refs or [ref for ref, _ in milestones])
         label = f"release{' ' + body['milestone_ref'] if body else ''}"
         return self._order_post(label, order, "/resolution/release", body)
 
@@ -458,7 +481,9 @@ class Operations:
             return None
         label = f"dispute_assign {self.alias(dispute.public_id, 'd')}"
         body = {"assigned_to": self.rng.choice(["ana", "bo"])}
-        answer = self._post(self._market(dispute), f"/disputes/{dispute.public_id}/assign", body, label)
+        answer = self._post(
+            self._market(dispute), f"/disputes/{dispute.public_id}/assign", body, label
+        )
         return self._line(label, answer)
 
     def dispute_resolve(self) -> str | None:
@@ -474,7 +499,9 @@ class Operations:
             body["release_amount"] = _usd(release)
             body["refund_amount"] = _usd(held - release)
         label = f"dispute_resolve {self.alias(dispute.public_id, 'd')} {decision}"
-        answer = self._post(self._market(dispute), f"/disputes/{dispute.public_id}/resolve", body, label)
+        answer = self._post(
+            self._market(dispute), f"/disputes/{dispute.public_id}/resolve", body, label
+        )
         return self._line(label, answer)
 
     # --- idempotency --------------------------------------------------------------------------
@@ -487,18 +514,30 @@ class Operations:
         sent = self._recent()
         if sent is None:
             return None
-        before = (Event.objects.order_by("-pk").values_list("pk", flat=True).first(), JournalEntry.objects.count(), len(self.world.celery.queue))
-        again = self.world.call(sent.market, sent.method, sent.path, sent.body, idempotency_key=sent.key)
+        before = (
+            Event.objects.order_by("-pk").values_list("pk", flat=True).first(),
+            JournalEntry.objects.count(),
+            len(self.world.celery.queue),
+        )
+        again = self.world.call(
+            sent.market, sent.method, sent.path, sent.body, idempotency_key=sent.key
+        )
         label = f"retry [{sent.label}]"
         if sent.answer.status is None:
             # The first request's process died: its key stays in progress until it expires.
             if again.status != 409 or again.code != "IDEMPOTENCY_KEY_IN_PROGRESS":
-                raise InvariantError("idempotent_retry", f"{label}: after a crash got {self._said(again)}")
+                raise InvariantError(
+                    "idempotent_retry", f"{label}: after a crash got {self._said(again)}"
+                )
             return self._line(label, again)
         if sent.answer.status >= 500:
             sent.answer = again  # nothing was stored: the retry ran anew
             return self._line(label, again, " (ran again)")
-        after = (Event.objects.order_by("-pk").values_list("pk", flat=True).first(), JournalEntry.objects.count(), len(self.world.celery.queue))
+        after = (
+            Event.objects.order_by("-pk").values_list("pk", flat=True).first(),
+            JournalEntry.objects.count(),
+            len(self.world.celery.queue),
+        )
         same = again.status == sent.answer.status and again.body == sent.answer.body
         if not same or again.headers.get("Idempotency-Replayed") != "true":
             raise InvariantError(
@@ -507,7 +546,9 @@ class Operations:
                 f"then {self._said(again)} {again.body[:200]!r}",
             )
         if after != before:
-            raise InvariantError("idempotent_retry", f"{label}: the replay changed something {before} -> {after}")
+            raise InvariantError(
+                "idempotent_retry", f"{label}: the replay changed something {before} -> {after}"
+            )
         return self._line(label, again, " (replayed)")
 
     def reuse_key(self) -> str | None:
@@ -515,9 +556,10 @@ class Operations:
         if sent is None or sent.answer.status is None or sent.answer.status >= 500:
             return None
         other = {"simulated": "another body"}
-        again = self.world.call(sent.market, sent.method, sent.path, other, idempotency_key=sent.key)
+        again = self.world.call(
+            sent.market, sent.method, sent.path, other, idempotency_key=sent.key
+        )
         label = f"reuse_key [{sent.label}]"
         if again.status != 409 or again.code != "IDEMPOTENCY_KEY_REUSED":
             raise InvariantError("idempotency_key_reuse", f"{label}: got {self._said(again)}")
         return self._line(label, again)
-

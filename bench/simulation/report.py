@@ -16,19 +16,23 @@ if TYPE_CHECKING:
 
 
 class _Count(logging.Filter):
-    def __init__(self, counter: Counter[str]) -> None:
+    def __init__(self, counter: Counter[str], examples: dict[str, str]) -> None:
         super().__init__()
         self.counter = counter
+        self.examples = examples
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
-            self.counter[f"{record.name}: {record.msg}"[:160]] += 1
+            key = f"{record.name}: {record.msg}"[:160]
+            self.counter[key] += 1
+            self.examples.setdefault(key, record.getMessage()[:400])
         return False
 
 
 @contextmanager
-def quiet_logs(counter: Counter[str]) -> Iterator[None]:
-    """Drop every log record on its way to a handler; count those at ERROR and above."""
+def quiet_logs(counter: Counter[str], examples: dict[str, str]) -> Iterator[None]:
+    """Drop every log record on its way to a handler; count those at ERROR and above (and
+    keep the first of each kind as an example)."""
     loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
     handlers = {
         handler
@@ -36,7 +40,7 @@ def quiet_logs(counter: Counter[str]) -> Iterator[None]:
         if isinstance(logger, logging.Logger)
         for handler in logger.handlers
     }
-    counting = _Count(counter)
+    counting = _Count(counter, examples)
     for handler in handlers:
         handler.addFilter(counting)
     try:
@@ -65,9 +69,11 @@ def render(report: "Report", *, command: str = "python manage.py simulate") -> l
         *_counter("faults staged", report.faults),
         *_counter("crashes", report.crashes),
         *_counter("worker jobs", report.worker),
+        *_counter("objects at the end", report.states),
         "providers: " + ", ".join(f"{k} {v}" for k, v in report.provider.items()),
         *_counter("invariant checks run", report.checks),
         *_counter("error logs", report.error_logs),
+        *[f"  e.g. {example}" for example in report.error_examples.values()],
         f"digest {report.digest}",
     ]
     if report.failure is None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Count, Sum
 
 from bench.simulation.checks import Checks, Failures
 from bench.simulation.faults import FaultInjector
@@ -32,6 +32,7 @@ from bench.simulation.ops import InvariantError, Operations
 from bench.simulation.report import quiet_logs
 from bench.simulation.tasks import WorkerKilled, short_name
 from bench.simulation.world import World
+from escrow.models import ChainStep, Dispute, Order
 from ledger.models import Account, AccountShard
 from providers.models import TopUp, Withdrawal
 
@@ -65,6 +66,8 @@ class Report:
     checks: Counter[str] = field(default_factory=Counter)
     provider: dict[str, int] = field(default_factory=dict)
     error_logs: Counter[str] = field(default_factory=Counter)
+    error_examples: dict[str, str] = field(default_factory=dict)
+    states: Counter[str] = field(default_factory=Counter)
     failure: Failure | None = None
     log: list[str] = field(default_factory=list)
     digest: str = ""
@@ -84,7 +87,7 @@ class Simulation:
         random.seed(f"{self.seed}:product")  # the product's own jitter (back-off delays)
         world = World(self.seed)
         try:
-            with quiet_logs(self.report.error_logs), world.open():
+            with quiet_logs(self.report.error_logs, self.report.error_examples), world.open():
                 self.world = world
                 self.ops = Operations(world)
                 self.faults = FaultInjector(world)
@@ -99,7 +102,9 @@ class Simulation:
     def _loop(self) -> None:
         for step in range(1, self.steps + 1):
             self._log(self._step(step))
-            names = Checks.FULL if step % self.checkpoint == 0 or step == self.steps else Checks.STEP
+            names = (
+                Checks.FULL if step % self.checkpoint == 0 or step == self.steps else Checks.STEP
+            )
             if self._check(step, names):
                 return
             self.report.completed_steps = step
@@ -177,8 +182,9 @@ class Simulation:
                 redelivered = rng.random() < 0.5
                 if redelivered:
                     self.world.celery.requeue(job)
-                done[f"killed {name} at {killed}{' redelivered' if redelivered else ''}"] += 1
-                self.report.crashes[f"worker {killed}"] += 1
+                then = "redelivered" if redelivered else "lost"
+                done[f"killed {name} at {killed} {then}"] += 1
+                self.report.crashes[f"killed at {killed}: in the worker, job {then}"] += 1
                 continue
             self.report.worker[f"{outcome.state} {name}"] += 1
             if outcome.state != "ok":
@@ -201,10 +207,9 @@ class Simulation:
             errors.clear()
         fired = self.world.crashes.fired
         for point in fired:
-            self.report.crashes[f"fired {point}"] += 1
+            self.report.crashes[f"killed at {point}"] += 1
         fired.clear()
         failing += self.checks.run(names)
-        self.report.checks.update({name: 1 for name in names})
         if not failing:
             return False
         invariant, details = failing[0]
@@ -240,7 +245,9 @@ class Simulation:
             else:
                 ops.post_action(topup, "cancel")
             done.append(ops.alias(topup.public_id, "t"))
-        created = Withdrawal.objects.filter(status=Withdrawal.Status.CREATED, commit_requested=False)
+        created = Withdrawal.objects.filter(
+            status=Withdrawal.Status.CREATED, commit_requested=False
+        )
         for withdrawal in self._ours(created):
             ops.post_action(withdrawal, "commit" if rng.random() < 0.7 else "cancel")
             done.append(ops.alias(withdrawal.public_id, "w"))
@@ -278,6 +285,7 @@ class Simulation:
                 "outbound webhooks received": world.receiver.requests,
                 "api requests": world.api_requests,
             }
+            report.states = _states()
             if report.failure is None or report.failure.step == "final":
                 self._log("balances " + self._balances())
         report.digest = hashlib.sha256("\n".join(report.log).encode()).hexdigest()
@@ -306,3 +314,15 @@ class Simulation:
             parts.append(f"{name}={balance}{account.currency}")
         return " ".join(parts)
 
+
+def _states() -> Counter[str]:
+    """How the run's objects ended: top-ups, withdrawals, orders (and outcome), disputes."""
+    states: Counter[str] = Counter()
+    for model in (TopUp, Withdrawal, Dispute, ChainStep):
+        for status, n in model.objects.values_list("status").annotate(n=Count("pk")):
+            states[f"{model.__name__} {status}"] = n
+    for status, outcome, n in Order.objects.values_list("status", "outcome").annotate(
+        n=Count("pk")
+    ):
+        states[f"Order {status}{' ' + outcome if outcome else ''}"] = n
+    return states

@@ -46,7 +46,7 @@ def short_name(task_name: str) -> str:
     return SHORT.get(task_name, task_name.rsplit(".", 1)[-1])
 
 
-class WorkerKilled(BaseException):  # noqa: N818 - a process death, not an error to handle
+class WorkerKilled(BaseException):
     """The process died here (a crash point). BaseException: no `except Exception` in the
     product catches it, so nothing after this point runs, as after a SIGKILL."""
 
@@ -115,7 +115,7 @@ class SimCelery:
             sim.enqueue(name, kwargs, float(options.get("countdown") or 0.0))
 
         Task.apply_async = apply_async  # type: ignore[assignment,method-assign]
-        app.send_task = send_task  # type: ignore[method-assign]
+        app.send_task = send_task  # type: ignore[assignment,method-assign]
         # Not eager: the services schedule their retries (retry_later) as a worker would.
         app.conf.task_always_eager = False
         try:
@@ -139,7 +139,7 @@ class SimCelery:
             "hostname": "sim-worker",
             "ignore_result": True,
         }
-        result = tracer(task_id, (), job.kwargs, request)
+        result = tracer(task_id, [], job.kwargs, request)
         info = result.info
         if info is None:
             return JobOutcome(job, "ok")

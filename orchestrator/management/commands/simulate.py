@@ -5,12 +5,28 @@ dropped at the end unless --keep-db; SQLite: in memory), so a seed starts from t
 empty state every time and replays identically, and the development data is never touched.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
+
+
+@contextmanager
+def scratch_database(*, keep: bool) -> Iterator[None]:
+    connection = connections["default"]
+    if connection.vendor == "postgresql":
+        name = connection.settings_dict["NAME"]
+        connection.settings_dict.setdefault("TEST", {})["NAME"] = f"test_{name}_simulation"
+    original = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        yield
+    finally:
+        if not keep:
+            connection.creation.destroy_test_db(original, verbosity=0)
 
 
 class Command(BaseCommand):
@@ -31,6 +47,16 @@ class Command(BaseCommand):
         parser.add_argument("--keep-db", action="store_true", help="keep the scratch database")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["steps"] < 1 or options["runs"] < 1 or options["checkpoint"] < 1:
+            raise CommandError("--steps, --runs and --checkpoint must be positive.")
+        with scratch_database(keep=options["keep_db"]):
+            for n in range(options["runs"]):
+                if n:
+                    call_command("flush", interactive=False, verbosity=0)
+                if not self._run(options["seed"] + n, options):
+                    raise CommandError(f"seed {options['seed'] + n} broke an invariant (above)")
+
+    def _run(self, seed: int, options: dict[str, Any]) -> bool:
         try:
             from bench.simulation import simulate
             from bench.simulation.report import render
@@ -39,32 +65,12 @@ class Command(BaseCommand):
                 f"The simulation needs the repository's bench/ and the dev dependencies "
                 f"(make install-dev): {exc}"
             ) from exc
-        if options["steps"] < 1 or options["runs"] < 1 or options["checkpoint"] < 1:
-            raise CommandError("--steps, --runs and --checkpoint must be positive.")
-        connection = connections["default"]
-        if connection.vendor == "postgresql":
-            name = connection.settings_dict["NAME"]
-            connection.settings_dict.setdefault("TEST", {})["NAME"] = f"test_{name}_simulation"
-        original = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        failed = []
-        try:
-            for n in range(options["runs"]):
-                seed = options["seed"] + n
-                if n:
-                    call_command("flush", interactive=False, verbosity=0)
-                report = simulate(seed=seed, steps=options["steps"], checkpoint=options["checkpoint"])
-                for line in render(report):
-                    self.stdout.write(line)
-                if options["log"] is not None:
-                    path = options["log"]
-                    if options["runs"] > 1:
-                        path = path.with_name(f"{path.stem}-{seed}{path.suffix}")
-                    path.write_text("\n".join(report.log) + "\n")
-                if not report.ok:
-                    failed.append(seed)
-                    break
-        finally:
-            if not options["keep_db"]:
-                connection.creation.destroy_test_db(original, verbosity=0)
-        if failed:
-            raise CommandError(f"seed {failed[0]} broke an invariant (see above)")
+        report = simulate(seed=seed, steps=options["steps"], checkpoint=options["checkpoint"])
+        for line in render(report):
+            self.stdout.write(line)
+        if options["log"] is not None:
+            path = options["log"]
+            if options["runs"] > 1:
+                path = path.with_name(f"{path.stem}-{seed}{path.suffix}")
+            path.write_text("\n".join(report.log) + "\n")
+        return report.ok
