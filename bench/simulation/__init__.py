@@ -13,12 +13,21 @@ app may (DESIGN.md §2), and the test-only time-machine package; the management 
 in orchestrator/ only parses arguments and prepares a scratch database.
 """
 
+from collections.abc import Callable
+
 from bench.simulation.runner import Report, Simulation
 
 
-def simulate(*, seed: int, steps: int, checkpoint: int = 500) -> Report:
-    """Run one seed in the current (empty, migrated) database; see bench.simulation.runner."""
-    return Simulation(seed=seed, steps=steps, checkpoint=checkpoint).run()
+def simulate(
+    *,
+    seed: int,
+    steps: int,
+    checkpoint: int = 500,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Run one seed in the current (empty, migrated) database; see bench.simulation.runner.
+    `progress` is told at each checkpoint."""
+    return Simulation(seed=seed, steps=steps, checkpoint=checkpoint, progress=progress).run()
 
 
 __all__ = ["Report", "Simulation", "simulate"]

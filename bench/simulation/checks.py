@@ -113,6 +113,7 @@ class Checks:
     last_entry: int = 0
     last_event: int = 0
     contracts: dict[str, tuple[str, int]] = field(default_factory=dict)  # -> (engagement, parts)
+    our_codes: set[str] = field(default_factory=set)  # Airtm codes known to be ours
     counts: Counter[str] = field(default_factory=Counter)
 
     def _markets(self) -> list[int]:
@@ -257,11 +258,11 @@ class Checks:
             if n > 1
         ]
         codes = set(stats["payoutsCreatedPerCode"]) | set(stats["payinsCreatedPerCode"])
-        known = set(
-            Withdrawal.objects.filter(public_id__in=codes).values_list("public_id", flat=True)
-        )
-        known |= set(TopUp.objects.filter(public_id__in=codes).values_list("public_id", flat=True))
-        found += [f"Airtm object with code {c} that is none of ours" for c in codes - known]
+        new = codes - self.our_codes
+        ours = set(Withdrawal.objects.filter(public_id__in=new).values_list("public_id", flat=True))
+        ours |= set(TopUp.objects.filter(public_id__in=new).values_list("public_id", flat=True))
+        self.our_codes |= ours
+        found += [f"Airtm object with code {c} that is none of ours" for c in sorted(new - ours)]
         deploys: Counter[str] = Counter()
         for contract, ops in self.world.tw.stats()["applied"].items():
             engagement, parts = self._contract(contract)

@@ -20,6 +20,7 @@ import hashlib
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -78,8 +79,16 @@ class Report:
 
 
 class Simulation:
-    def __init__(self, *, seed: int, steps: int, checkpoint: int = 500) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        steps: int,
+        checkpoint: int = 500,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.seed, self.steps, self.checkpoint = seed, steps, checkpoint
+        self.progress = progress
         self.report = Report(seed=seed, steps=steps, checkpoint=checkpoint)
 
     def run(self) -> Report:
@@ -108,6 +117,8 @@ class Simulation:
             if self._check(step, names):
                 return
             self.report.completed_steps = step
+            if self.progress is not None and names is Checks.FULL:
+                self.progress(f"seed {self.seed}: step {step}/{self.steps}, checks passed")
         self._drain()
         self._check("final", Checks.FINAL)
 

@@ -65,7 +65,12 @@ class Command(BaseCommand):
                 f"The simulation needs the repository's bench/ and the dev dependencies "
                 f"(make install-dev): {exc}"
             ) from exc
-        report = simulate(seed=seed, steps=options["steps"], checkpoint=options["checkpoint"])
+        report = simulate(
+            seed=seed,
+            steps=options["steps"],
+            checkpoint=options["checkpoint"],
+            progress=self.stderr.write,
+        )
         for line in render(report):
             self.stdout.write(line)
         if options["log"] is not None:
