@@ -28,6 +28,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from ledger.models import SHARDS, Account, AccountShard, JournalEntry, Posting
+from ledger.money import AMOUNT_QUANTUM
 from orchestrator.db import insert_row
 
 if TYPE_CHECKING:
@@ -184,7 +185,12 @@ def _post_entry_statements(
 
 
 def _lock_balances(account_ids: list[int], has_row_locks: bool) -> dict[int, Decimal]:
-    """Lock bounded accounts in ascending id order; their balances as of the lock."""
+    """Lock bounded accounts in ascending id order; their balances as of the lock.
+
+    SQLite keeps decimals as binary floats: 128.57 comes back as the float nearest to it,
+    which as a Decimal is 128.5699999..., short of itself. The balance is the float's
+    shortest repr rounded to the ledger's places, which is what was stored.
+    """
     if not account_ids:
         return {}
     marks = ", ".join(["%s"] * len(account_ids))
@@ -194,7 +200,10 @@ def _lock_balances(account_ids: list[int], has_row_locks: bool) -> dict[int, Dec
             f"SELECT id, balance FROM {_ACCOUNT} WHERE id IN ({marks}) ORDER BY id{lock}",
             account_ids,
         )
-        return {int(pk): Decimal(balance) for pk, balance in cursor.fetchall()}
+        return {
+            int(pk): Decimal(str(balance)).quantize(AMOUNT_QUANTUM)
+            for pk, balance in cursor.fetchall()
+        }
 
 
 def _insert_postings(entry_id: int, legs: Sequence["Leg"]) -> None:

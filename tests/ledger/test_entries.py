@@ -140,3 +140,15 @@ def test_balance_updated_event_names_the_users_and_amounts(buyer, seller):
         "amount": "2.50",
         "currency": "USD",
     } in event.payload["changes"]
+
+
+@pytest.mark.parametrize("amount", ["128.57", "0.29", "1234567.89"])
+def test_a_whole_balance_can_be_spent(buyer, seller, amount):
+    # Found by the fault simulation on SQLite, which keeps decimals as binary floats: read
+    # back as Decimal(128.57) = 128.5699999..., the balance looked short of itself.
+    fund(buyer, usd(amount))
+    source = available(buyer)
+
+    transfer_post(source=source, destination=available(seller), amount=usd(amount), reference="t")
+
+    assert balance(source) == "0"
