@@ -50,7 +50,7 @@ from django.db.models import Count, Q, Sum
 
 from bench.simulation.world import ENTERPRISE_FLOAT, World
 from escrow.models import ChainStep, Dispute, Escrow, Milestone, Order
-from ledger.integrity import ledger_verify
+from ledger.integrity import exact_total, ledger_verify
 from ledger.models import Account, AccountShard, Hold, JournalEntry, Posting
 from orchestrator.models import AuditLog, Event, MarketplaceUser
 from providers.models import TopUp, Withdrawal
@@ -176,8 +176,8 @@ class Checks:
         for pk, code, kind, bounded_balance, unbounded in rows.values_list(
             "pk", "code", "kind", "balance", "allow_negative"
         ):
-            stored = shard.get(pk, Decimal(0)) if unbounded else bounded_balance
-            expected = replay.get(pk, Decimal(0))
+            stored = exact_total(shard.get(pk, Decimal(0)) if unbounded else bounded_balance)
+            expected = exact_total(replay.get(pk, Decimal(0)))
             if stored != expected:
                 yield f"account {code or kind} #{pk}: stored {stored} != postings {expected}"
 
@@ -204,7 +204,7 @@ class Checks:
     def reserved_is_open_holds(self) -> Failures:
         active = Hold.objects.filter(status=Hold.Status.ACTIVE).values("user_id", "currency")
         holds = {
-            (user, cur): total
+            (user, cur): exact_total(total)
             for user, cur, total in active.annotate(t=Sum("amount")).values_list(
                 "user_id", "currency", "t"
             )
@@ -570,5 +570,4 @@ class Checks:
 
 
 def _sum(queryset: Any, field_name: str) -> Decimal:
-    total = queryset.aggregate(t=Sum(field_name))["t"]
-    return Decimal(total or 0)
+    return exact_total(queryset.aggregate(t=Sum(field_name))["t"] or Decimal(0))
