@@ -151,7 +151,11 @@ class Checks:
             .exclude(total=0)
             .values_list("entry__reference", "currency", "total")
         )
-        return _first(f"entry {ref}: {cur} postings sum to {total}" for ref, cur, total in rows)
+        return _first(
+            f"entry {ref}: {cur} postings sum to {total}"
+            for ref, cur, total in rows
+            if exact_total(total)
+        )
 
     def account_balance_is_its_postings(self) -> Failures:
         new = Posting.objects.filter(pk__gt=self.last_posting)

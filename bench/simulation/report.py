@@ -25,7 +25,8 @@ class _Count(logging.Filter):
         if record.levelno >= logging.ERROR:
             key = f"{record.name}: {record.msg}"[:160]
             self.counter[key] += 1
-            self.examples.setdefault(key, record.getMessage()[:400])
+            problem = f" ({record.exc_info[1]!r})" if record.exc_info else ""
+            self.examples.setdefault(key, (record.getMessage() + problem)[:500])
         return False
 
 
