@@ -41,7 +41,7 @@ After the drain at the end (nothing in flight any more):
 """
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -503,27 +503,26 @@ class Checks:
 
     def airtm_reconciles(self) -> Failures:
         airtm = self.world.airtm
-        found = []
-        payout_status: dict[str, set[str | None]] = {
-            Withdrawal.Status.COMPLETED: {"COMPLETED"},
-            Withdrawal.Status.FAILED: {"FAILED", None},
-            Withdrawal.Status.CANCELED: {"CANCELED", None},
-        }
-        for w in Withdrawal.objects.all():
-            payout = airtm.payout(code=w.public_id)
-            status = payout["status"] if payout else None
-            if status not in payout_status.get(w.status, set()):
-                found.append(f"withdrawal {w.public_id} {w.status}, Airtm payout {status}")
-        payin_status: dict[str, set[str | None]] = {
-            TopUp.Status.SUCCEEDED: {"CONFIRMED"},
-            TopUp.Status.FAILED: {"FAILED", None},
-            TopUp.Status.CANCELED: {"CANCELED", None},
-        }
-        for t in TopUp.objects.all():
-            payin = airtm.payin(code=t.public_id)
-            status = payin["status"] if payin else None
-            if status not in payin_status.get(t.status, set()):
-                found.append(f"top-up {t.public_id} {t.status}, Airtm payin {status}")
+        found = _disagreements(
+            "withdrawal",
+            Withdrawal.objects.all(),
+            lambda code: airtm.payout(code=code),
+            {
+                Withdrawal.Status.COMPLETED: {"COMPLETED"},
+                Withdrawal.Status.FAILED: {"FAILED", None},
+                Withdrawal.Status.CANCELED: {"CANCELED", None},
+            },
+        )
+        found += _disagreements(
+            "top-up",
+            TopUp.objects.all(),
+            lambda code: airtm.payin(code=code),
+            {
+                TopUp.Status.SUCCEEDED: {"CONFIRMED"},
+                TopUp.Status.FAILED: {"FAILED", None},
+                TopUp.Status.CANCELED: {"CANCELED", None},
+            },
+        )
         clearing = _sum(
             AccountShard.objects.filter(
                 account__code=CLEARING, account__marketplace_id__in=self._markets()
@@ -571,6 +570,22 @@ class Checks:
                 f"marketplace {market.index}: event {e} never received" for e in sorted(missing)
             ]
         return _first(found)
+
+
+def _disagreements(
+    kind: str,
+    rows: Iterable[TopUp | Withdrawal],
+    read: Callable[[str], dict[str, Any] | None],
+    agrees: dict[str, set[str | None]],
+) -> Failures:
+    """Ours against Airtm's (found by our id, its `code`): final statuses must agree."""
+    found = []
+    for row in rows:
+        theirs = read(row.public_id)
+        status = theirs["status"] if theirs else None
+        if status not in agrees.get(row.status, set()):
+            found.append(f"{kind} {row.public_id} {row.status}, at Airtm {status}")
+    return found
 
 
 def _sum(queryset: Any, field_name: str) -> Decimal:

@@ -122,6 +122,10 @@ class Operations:
         rows = list(self._ours(queryset).order_by("-pk")[:60])
         return self.rng.choice(rows) if rows else None
 
+    def _in_state(self, model: Any, *statuses: str) -> Any:
+        """One of our `model` objects in one of `statuses` (now and then in any)."""
+        return self._pick(model.objects.filter(status__in=statuses), anything=model.objects.all())
+
     def _market(self, obj: Any) -> Market:
         return next(m for m in self.world.markets if m.marketplace.pk == obj.marketplace_id)
 
@@ -251,18 +255,12 @@ class Operations:
             line += f" callback {self._said(back)}"
         return line
 
-    def _topup(self, *statuses: str) -> TopUp | None:
-        topup: TopUp | None = self._pick(
-            TopUp.objects.filter(status__in=statuses), anything=TopUp.objects.all()
-        )
-        return topup
-
     def topup_refresh(self) -> str | None:
-        topup = self._topup(*TopUp.WAITING, TopUp.Status.PROCESSING)
+        topup = self._in_state(TopUp, *TopUp.WAITING, TopUp.Status.PROCESSING)
         return None if topup is None else self.post_action(topup, "refresh")
 
     def topup_cancel(self) -> str | None:
-        topup = self._topup(*TopUp.WAITING)
+        topup = self._in_state(TopUp, *TopUp.WAITING)
         return None if topup is None else self.post_action(topup, "cancel")
 
     # --- withdrawals --------------------------------------------------------------------------
@@ -283,12 +281,6 @@ class Operations:
             answer,
         )
 
-    def _withdrawal(self, *statuses: str) -> Withdrawal | None:
-        withdrawal: Withdrawal | None = self._pick(
-            Withdrawal.objects.filter(status__in=statuses), anything=Withdrawal.objects.all()
-        )
-        return withdrawal
-
     def _withdrawal_post(self, op: str, withdrawal: Withdrawal | None) -> str | None:
         return None if withdrawal is None else self.post_action(withdrawal, op)
 
@@ -300,14 +292,16 @@ class Operations:
         return self._line(label, self._post(self._market(obj), path, None, label))
 
     def withdrawal_commit(self) -> str | None:
-        return self._withdrawal_post("commit", self._withdrawal(Withdrawal.Status.CREATED))
+        return self._withdrawal_post(
+            "commit", self._in_state(Withdrawal, Withdrawal.Status.CREATED)
+        )
 
     def withdrawal_cancel(self) -> str | None:
         cancelable = (Withdrawal.Status.CREATED, Withdrawal.Status.PENDING_USER_ACTION)
-        return self._withdrawal_post("cancel", self._withdrawal(*cancelable))
+        return self._withdrawal_post("cancel", self._in_state(Withdrawal, *cancelable))
 
     def withdrawal_refresh(self) -> str | None:
-        return self._withdrawal_post("refresh", self._withdrawal(*Withdrawal.IN_FLIGHT))
+        return self._withdrawal_post("refresh", self._in_state(Withdrawal, *Withdrawal.IN_FLIGHT))
 
     def payout_outcome(self) -> str | None:
         link: AirtmLink | None = self._pick(AirtmLink.objects.all())
@@ -369,12 +363,6 @@ class Operations:
             return self.rng.randint(100, most)
         return self.rng.randint(100, cents)
 
-    def _order(self, *statuses: str) -> Order | None:
-        order: Order | None = self._pick(
-            Order.objects.filter(status__in=statuses), anything=Order.objects.all()
-        )
-        return order
-
     def _order_post(
         self, op: str, order: Order | None, suffix: str, body: Any = None
     ) -> str | None:
@@ -385,19 +373,21 @@ class Operations:
         return self._line(label, answer)
 
     def order_reserve(self) -> str | None:
-        return self._order_post("order_reserve", self._order(Order.Status.CREATED), "/reserve")
+        return self._order_post(
+            "order_reserve", self._in_state(Order, Order.Status.CREATED), "/reserve"
+        )
 
     def order_cancel(self) -> str | None:
-        order = self._order(*Order.CANCELABLE)
+        order = self._in_state(Order, *Order.CANCELABLE)
         return self._order_post("order_cancel", order, "/cancel", {"reason": "changed my mind"})
 
     def escrow_deploy(self) -> str | None:
         return self._order_post(
-            "escrow_deploy", self._order(Order.Status.FUNDS_RESERVED), "/escrow"
+            "escrow_deploy", self._in_state(Order, Order.Status.FUNDS_RESERVED), "/escrow"
         )
 
     def escrow_fund(self) -> str | None:
-        order = self._order(Order.Status.FUNDS_RESERVED, Order.Status.ESCROW_CREATING)
+        order = self._in_state(Order, Order.Status.FUNDS_RESERVED, Order.Status.ESCROW_CREATING)
         return self._order_post("escrow_fund", order, "/escrow/fund")
 
     def _milestone(self, *statuses: str) -> Milestone | None:
@@ -452,11 +442,11 @@ class Operations:
         return self._order_post(label, order, "/resolution/release", body)
 
     def refund(self) -> str | None:
-        order = self._order(Order.Status.IN_PROGRESS)
+        order = self._in_state(Order, Order.Status.IN_PROGRESS)
         return self._order_post("refund", order, "/resolution/refund", {"reason": "not delivered"})
 
     def dispute_open(self) -> str | None:
-        order = self._order(Order.Status.IN_PROGRESS)
+        order = self._in_state(Order, Order.Status.IN_PROGRESS)
         body = {
             "opened_by": self.rng.choice(["BUYER", "SELLER"]),
             "reason": self.rng.choice(["NOT_DELIVERED", "QUALITY_ISSUE", "OTHER"]),
@@ -469,14 +459,8 @@ class Operations:
                 line += f" {self.alias(dispute.public_id, 'd')}"
         return line
 
-    def _dispute(self, *statuses: str) -> Dispute | None:
-        dispute: Dispute | None = self._pick(
-            Dispute.objects.filter(status__in=statuses), anything=Dispute.objects.all()
-        )
-        return dispute
-
     def dispute_assign(self) -> str | None:
-        dispute = self._dispute(Dispute.Status.OPEN)
+        dispute = self._in_state(Dispute, Dispute.Status.OPEN)
         if dispute is None:
             return None
         label = f"dispute_assign {self.alias(dispute.public_id, 'd')}"
@@ -487,7 +471,7 @@ class Operations:
         return self._line(label, answer)
 
     def dispute_resolve(self) -> str | None:
-        dispute = self._dispute(Dispute.Status.UNDER_REVIEW)
+        dispute = self._in_state(Dispute, Dispute.Status.UNDER_REVIEW)
         if dispute is None:
             return None
         decision = self.rng.choice(["FULL_RELEASE", "FULL_REFUND", "SPLIT", "SPLIT"])
