@@ -90,6 +90,7 @@ class Simulation:
         self.seed, self.steps, self.checkpoint = seed, steps, checkpoint
         self.progress = progress
         self.report = Report(seed=seed, steps=steps, checkpoint=checkpoint)
+        self._fail_now: tuple[str, Failures] | None = None  # raised by an operation
 
     def run(self) -> Report:
         started = time.monotonic()
@@ -160,8 +161,6 @@ class Simulation:
                 self.report.answers[f"{name} {said}"] += 1
                 return line
         return "nothing to do"
-
-    _fail_now: tuple[str, Failures] | None = None
 
     def _work(self, rng: random.Random, *, everything: bool = False) -> str:
         """Run the worker: all that is due (most steps), a few jobs, or nothing."""
