@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev services lint typecheck check bench-ledger bench-orders bench-load clean
+.PHONY: run test install install-dev services lint typecheck check bench-ledger bench-orders bench-load simulate clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -61,6 +61,14 @@ bench-orders: install-dev services
 # verify_ledger (exits non-zero unless the money is exact). Options: bench/load.py --help.
 bench-load: install-dev services
 	$(BIN)/python bench/load.py $(BENCH_LOAD_ARGS)
+
+# The seeded fault simulation on PostgreSQL (a scratch database test_<NAME>_simulation):
+#   make simulate SEED=7 STEPS=10000
+SEED ?= 1
+STEPS ?= 2000
+simulate: install-dev services
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/offerhub} \
+		$(BIN)/python manage.py simulate --seed $(SEED) --steps $(STEPS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

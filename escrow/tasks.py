@@ -7,8 +7,8 @@ from escrow.services.steps import escrow_advance
 
 
 @shared_task(acks_late=True)
-def escrow_advance_task(*, escrow_id: int) -> str:
-    return str(escrow_advance(escrow_id=escrow_id).status)
+def escrow_advance_task(*, escrow_id: int, retry_of: int | None = None) -> str:
+    return str(escrow_advance(escrow_id=escrow_id, retry_of=retry_of).status)
 
 
 @shared_task

@@ -18,6 +18,7 @@ EXPONENTS = {"USD": 2, "USDC": 7}  # digits after the point; USDC on Stellar has
 # Model fields: 19 digits, 7 after the point: holds any int64 count of stroops.
 AMOUNT_MAX_DIGITS = 19
 AMOUNT_DECIMAL_PLACES = 7
+AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_DECIMAL_PLACES)  # 0.0000001
 # The largest amount one request may move: far above any real payment, far below overflow.
 MAX_AMOUNT = Decimal("1000000000")
 

@@ -28,6 +28,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from ledger.models import SHARDS, Account, AccountShard, JournalEntry, Posting
+from ledger.money import AMOUNT_DECIMAL_PLACES, AMOUNT_QUANTUM
 from orchestrator.db import insert_row
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 _ACCOUNT = Account._meta.db_table
 _SHARD = AccountShard._meta.db_table
 _POSTING = Posting._meta.db_table
+_PLACES = AMOUNT_DECIMAL_PLACES
 
 # Casts pin each parameter's type, so the call resolves to the one function whatever
 # Python types the values have (an empty memo, small ids, an int amount).
@@ -184,7 +186,12 @@ def _post_entry_statements(
 
 
 def _lock_balances(account_ids: list[int], has_row_locks: bool) -> dict[int, Decimal]:
-    """Lock bounded accounts in ascending id order; their balances as of the lock."""
+    """Lock bounded accounts in ascending id order; their balances as of the lock.
+
+    SQLite keeps decimals as binary floats: 128.57 comes back as the float nearest to it,
+    which as a Decimal is 128.5699999..., short of itself. The balance is the float's
+    shortest repr rounded to the ledger's places, which is what was stored.
+    """
     if not account_ids:
         return {}
     marks = ", ".join(["%s"] * len(account_ids))
@@ -194,7 +201,10 @@ def _lock_balances(account_ids: list[int], has_row_locks: bool) -> dict[int, Dec
             f"SELECT id, balance FROM {_ACCOUNT} WHERE id IN ({marks}) ORDER BY id{lock}",
             account_ids,
         )
-        return {int(pk): Decimal(balance) for pk, balance in cursor.fetchall()}
+        return {
+            int(pk): Decimal(str(balance)).quantize(AMOUNT_QUANTUM)
+            for pk, balance in cursor.fetchall()
+        }
 
 
 def _insert_postings(entry_id: int, legs: Sequence["Leg"]) -> None:
@@ -210,6 +220,8 @@ def _insert_postings(entry_id: int, legs: Sequence["Leg"]) -> None:
 
 
 def _apply_deltas(deltas: dict[int, Decimal], locked: dict[int, Decimal]) -> None:
+    """Add each delta. The sums are rounded to the ledger's places, so that SQLite's binary
+    floats neither drift nor dip below zero (0.70 + 0.10 - 0.80 is -1.1E-16 there)."""
     bounded = {pk: delta for pk, delta in deltas.items() if pk in locked and delta != 0}
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         if bounded:
@@ -217,7 +229,7 @@ def _apply_deltas(deltas: dict[int, Decimal], locked: dict[int, Decimal]) -> Non
             marks = ", ".join(["%s"] * len(bounded))
             params: list[Any] = [x for pair in bounded.items() for x in pair]
             cursor.execute(
-                f"UPDATE {_ACCOUNT} SET balance = balance + CASE id {cases} END "
+                f"UPDATE {_ACCOUNT} SET balance = ROUND(balance + CASE id {cases} END, {_PLACES}) "
                 f"WHERE id IN ({marks})",
                 [*params, *bounded],
             )
@@ -226,6 +238,7 @@ def _apply_deltas(deltas: dict[int, Decimal], locked: dict[int, Decimal]) -> Non
                 continue
             # No lock and no read: an atomic increment of one shard of the system account.
             cursor.execute(
-                f"UPDATE {_SHARD} SET balance = balance + %s WHERE account_id = %s AND shard = %s",
+                f"UPDATE {_SHARD} SET balance = ROUND(balance + %s, {_PLACES}) "
+                "WHERE account_id = %s AND shard = %s",
                 [delta, pk, random.randrange(SHARDS)],  # noqa: S311 - spreads load, not a secret
             )

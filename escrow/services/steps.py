@@ -137,26 +137,37 @@ def schedule(escrow: Escrow) -> None:
 
 
 def retry_later(escrow_id: int, attempts: int) -> None:
-    """Queue another run with back-off. In-process (eager) mode the janitor is the retry."""
+    """Queue another run with back-off. In-process (eager) mode the janitor is the retry.
+
+    The run carries the waiting step's attempt count (`retry_of`): if anything else tries
+    the step before it is due (the janitor, a request's task, another retry), that run
+    queued its own retry and this one is dropped, so a stuck step has one retry chain
+    rather than one more for every janitor pass.
+    """
     from orchestrator.celery import app
 
     if app.conf.task_always_eager:
         return
     countdown = min(600, 5 * 2 ** min(attempts, 7))
     app.send_task(
-        "escrow.tasks.escrow_advance_task", kwargs={"escrow_id": escrow_id}, countdown=countdown
+        "escrow.tasks.escrow_advance_task",
+        kwargs={"escrow_id": escrow_id, "retry_of": attempts},
+        countdown=countdown,
     )
 
 
 # --- Running steps -----------------------------------------------------------------------------
 
 
-def escrow_advance(*, escrow_id: int) -> Escrow:
+def escrow_advance(*, escrow_id: int, retry_of: int | None = None) -> Escrow:
     """Run the escrow's pending steps in order until none is left or one has to wait.
 
     Safe to call any number of times from anywhere: one process at a time holds the lease,
-    the others return at once (the holder runs what they would have run).
+    the others return at once (the holder runs what they would have run). A delayed retry
+    (`retry_of`, see retry_later) does nothing if its step was tried again since.
     """
+    if retry_of is not None and _superseded(escrow_id, retry_of):
+        return Escrow.objects.get(pk=escrow_id)
     while True:
         with lease(escrow_id) as taken:
             if not taken:
@@ -171,6 +182,16 @@ def escrow_advance(*, escrow_id: int) -> Escrow:
         ):
             break
     return Escrow.objects.get(pk=escrow_id)
+
+
+def _superseded(escrow_id: int, attempts: int) -> bool:
+    """Whether the step a retry was queued for has been tried since (or is done)."""
+    step = (
+        ChainStep.objects.filter(escrow_id=escrow_id, status=ChainStep.Status.PENDING)
+        .order_by("id")
+        .first()
+    )
+    return step is None or step.attempts != attempts
 
 
 def _run_pending(escrow_id: int) -> bool:

@@ -9,7 +9,9 @@ from django.utils import timezone
 from escrow.models import ChainStep, Escrow, Order
 from escrow.services.janitor import escrow_janitor
 from escrow.services.steps import escrow_advance
+from escrow.tasks import escrow_advance_task
 from ledger.models import JournalEntry
+from orchestrator.celery import app
 from tests.escrow.support import create_order, get_order, status
 from tests.providers.support import balance, fund, ledger_ok
 
@@ -131,6 +133,34 @@ def test_a_step_failing_again_and_again_is_flagged_for_attention(
     assert escrow.needs_attention
     assert report.attention == 1
     assert get_order(api, deployed)["escrow"]["last_error"].startswith("fund: ")
+
+
+def test_a_stuck_step_keeps_one_retry_chain_however_often_the_janitor_passes(
+    api, deployed, tw, stale_now, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Found by the fault simulation: each run that waited queued one more delayed retry
+    and each retry queued the next, so chains piled up while a step was stuck."""
+    queued: list[dict[str, int]] = []
+    monkeypatch.setitem(app.conf, "task_always_eager", False)  # retries are queued tasks
+    monkeypatch.setattr(app, "send_task", lambda name, kwargs, countdown: queued.append(kwargs))
+    tw.add_fault("server_error", path="send-transaction", times=None)
+    with django_capture_on_commit_callbacks(execute=False):  # the request's task: below
+        assert api.post(f"/api/v1/orders/{deployed}/escrow/fund").status_code == 202
+    escrow = Escrow.objects.get(order__public_id=deployed)
+
+    escrow_advance_task(escrow_id=escrow.pk)  # the request's task waits: retry 1 queued
+    escrow_janitor()  # two janitor passes wait too: retries 2 and 3
+    escrow_janitor()
+    requests = tw.stats()["requests"]
+    for retry in queued[:2]:  # the retries queued before the last attempt do nothing
+        escrow_advance_task(**retry)
+
+    assert tw.stats()["requests"] == requests  # not one call to Trustless Work
+    assert [retry.get("retry_of") for retry in queued] == [1, 2, 3]
+    tw.clear_faults()
+    escrow_advance_task(**queued[2])  # the live one runs
+    assert status(deployed) == Order.Status.IN_PROGRESS
+    assert len(queued) == 3
 
 
 def test_the_janitor_leaves_recent_steps_to_their_task(api, act, deployed, tw, settings):

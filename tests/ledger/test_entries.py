@@ -140,3 +140,18 @@ def test_balance_updated_event_names_the_users_and_amounts(buyer, seller):
         "amount": "2.50",
         "currency": "USD",
     } in event.payload["changes"]
+
+
+@pytest.mark.parametrize("parts", [["128.57"], ["0.29"], ["1234567.89"], ["0.70", "0.10"]])
+def test_a_whole_balance_can_be_spent(buyer, seller, parts):
+    # Found by the fault simulation on SQLite, which keeps decimals as binary floats: read
+    # back as Decimal(128.57) = 128.5699999..., the balance looked short of itself; and
+    # 0.70 + 0.10 - 0.80 added as floats is below zero, which the CHECK refused.
+    for n, amount in enumerate(parts):
+        fund(buyer, usd(amount), reference=f"f{n}")
+    source = available(buyer)
+    whole = sum((usd(amount) for amount in parts), usd("0"))
+
+    transfer_post(source=source, destination=available(seller), amount=whole, reference="t")
+
+    assert balance(source) == "0"

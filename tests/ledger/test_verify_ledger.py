@@ -43,6 +43,19 @@ def test_verify_ledger_passes_on_an_honest_ledger_and_seals_the_chain(ledger):
     assert ChainHead.objects.get().sequence == len(sequences)
 
 
+def test_cents_that_binary_floats_cannot_hold_verify(buyer, seller):
+    # SQLite sums decimals as binary floats: 0.1 + 0.2 - 0.3 is not zero there.
+    for n, cents in enumerate(["0.10", "0.20"]):
+        fund(buyer, usd(cents), reference=f"f{n}")
+    transfer_post(
+        source=available(buyer), destination=available(seller), amount=usd("0.30"), reference="t"
+    )
+
+    report = ledger_verify()
+
+    assert report.problems == []
+
+
 def test_sealing_twice_does_not_extend_the_chain(ledger):
     ledger_seal()
     head = ChainHead.objects.get()
