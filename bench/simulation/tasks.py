@@ -36,6 +36,7 @@ SHORT = {
     "webhooks.tasks.inbound_webhook_sweep": "inbound_sweep",
     "webhooks.tasks.delivery_attempt": "delivery_attempt",
     "webhooks.tasks.delivery_sweep": "delivery_sweep",
+    "webhooks.tasks.delivery_dispatch": "delivery_dispatch",
     "ledger.tasks.ledger_seal_task": "ledger_seal",
     "ledger.tasks.hold_expiry_sweep": "hold_expiry",
     "orchestrator.tasks.idempotency_cleanup": "idempotency_cleanup",

@@ -2,6 +2,7 @@
 (webhooks migration 0003): the same endpoints the Python rule (type_matches) selects."""
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -76,7 +77,25 @@ def test_written_deliveries_are_pending_unclaimed_with_public_ids(marketplace):
     assert len({d.public_id for d in deliveries}) == 3
     assert all(d.status == WebhookDelivery.Status.PENDING for d in deliveries)
     assert all(d.locked_until is None and d.claim_token == "" for d in deliveries)
-    assert all(d.next_attempt_at is not None for d in deliveries)
+    # Due at the event's time, which the application's clock wrote (not the database's).
+    assert all(d.next_attempt_at == event.created_at for d in deliveries)
+    assert all(d.created_at == event.created_at for d in deliveries)
+
+
+def test_deliveries_follow_the_applications_clock_not_the_databases(marketplace):
+    _endpoint(marketplace, ["*"])
+    past = timezone.now() - timedelta(days=400)
+    event = Event.objects.create(
+        marketplace_id=marketplace.pk,
+        type="order.created",
+        aggregate_type="order",
+        aggregate_id="agg_1",
+        user_ids=[],
+        payload={},
+        created_at=past,
+    )
+
+    assert WebhookDelivery.objects.get(event=event).next_attempt_at == past
 
 
 def test_dispatch_sends_an_events_deliveries_once(marketplace, monkeypatch):

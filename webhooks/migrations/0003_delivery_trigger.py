@@ -45,8 +45,10 @@ BEGIN
         next_attempt_at, locked_until, claim_token, last_status_code, last_error,
         created_at, first_attempt_at, delivered_at
     )
+    -- The event's own time (the application's clock, which wrote it), not the database's:
+    -- the dispatcher compares next_attempt_at with the application's clock.
     SELECT offerhub_public_id('dlv_'), e.id, NEW.id, NEW.type, 'pending', 0,
-           now(), NULL, '', NULL, '', now(), NULL, NULL
+           NEW.created_at, NULL, '', NULL, '', NEW.created_at, NULL, NULL
       FROM webhooks_webhookendpoint e
      WHERE e.marketplace_id = NEW.marketplace_id
        AND e.is_enabled
