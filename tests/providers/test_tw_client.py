@@ -89,6 +89,18 @@ def client(slept: list[float]) -> TrustlessWorkClient:
     )
 
 
+def one_shot_client() -> TrustlessWorkClient:
+    """A client that tries each request once and never sleeps."""
+    return TrustlessWorkClient(
+        base_url=BASE,
+        api_key=KEY,
+        network_passphrase=TESTNET,
+        attempts=1,
+        rate_per_minute=10_000,
+        sleep=lambda s: None,
+    )
+
+
 def unsigned(source: str, function: str, args: list[Any], contract: str = CONTRACT) -> str:
     return tw_xdr.build_envelope(
         source=source,
@@ -736,14 +748,7 @@ def test_error_bodies_map_to_provider_errors(
     message: str,
     reason: str,
 ) -> None:
-    client = TrustlessWorkClient(
-        base_url=BASE,
-        api_key=KEY,
-        network_passphrase=TESTNET,
-        attempts=1,
-        rate_per_minute=10_000,
-        sleep=lambda s: None,
-    )
+    client = one_shot_client()
     add_json(
         mock,
         "GET",
@@ -782,14 +787,7 @@ def test_transport_failures_map_to_provider_errors(
     error: type[ProviderError],
     outcome_unknown: bool,
 ) -> None:
-    client = TrustlessWorkClient(
-        base_url=BASE,
-        api_key=KEY,
-        network_passphrase=TESTNET,
-        attempts=1,
-        rate_per_minute=10_000,
-        sleep=lambda s: None,
-    )
+    client = one_shot_client()
     mock.add("GET", GET_ESCROWS, body=raised)
 
     with pytest.raises(error) as info:
@@ -800,14 +798,7 @@ def test_transport_failures_map_to_provider_errors(
 
 
 def test_the_api_key_never_appears_in_an_error(mock: responses.RequestsMock) -> None:
-    client = TrustlessWorkClient(
-        base_url=BASE,
-        api_key=KEY,
-        network_passphrase=TESTNET,
-        attempts=1,
-        rate_per_minute=10_000,
-        sleep=lambda s: None,
-    )
+    client = one_shot_client()
     add_json(mock, "GET", GET_ESCROWS, {"message": f"bad key {KEY}"}, status=400)
 
     with pytest.raises(ProviderRejectedError) as info:
@@ -1357,14 +1348,7 @@ def test_each_request_is_recorded_with_the_contract_it_names(
 
 
 def test_failures_are_recorded_without_the_api_key(mock: responses.RequestsMock) -> None:
-    client = TrustlessWorkClient(
-        base_url=BASE,
-        api_key=KEY,
-        network_passphrase=TESTNET,
-        attempts=1,
-        rate_per_minute=10_000,
-        sleep=lambda s: None,
-    )
+    client = one_shot_client()
     add_json(mock, "GET", GET_ESCROWS, {"message": f"bad key {KEY}"}, status=400)
     with pytest.raises(ProviderRejectedError):
         client.get_escrows([CONTRACT], signer="G")
