@@ -275,15 +275,22 @@ Confirm = Callable[[Order, Escrow, ChainStep, TxResult], None]
 Fail = Callable[[Order, Escrow, ChainStep, str], None]
 
 
+def _locked_pending(step: ChainStep) -> tuple[Order, ChainStep, Escrow] | None:
+    """The step's order, the step and its escrow, locked in that order (inside the caller's
+    transaction); None if the step is no longer pending (another run settled it)."""
+    order = locked_order(Escrow.objects.values_list("order_id", flat=True).get(pk=step.escrow_id))
+    step = ChainStep.objects.select_for_update().get(pk=step.pk)
+    if step.status != ChainStep.Status.PENDING:
+        return None
+    return order, step, Escrow.objects.select_for_update().get(pk=step.escrow_id)
+
+
 def _confirm(step: ChainStep, confirm: Confirm, result: TxResult) -> None:
     with transaction.atomic():
-        order = locked_order(
-            Escrow.objects.values_list("order_id", flat=True).get(pk=step.escrow_id)
-        )
-        step = ChainStep.objects.select_for_update().get(pk=step.pk)
-        if step.status != ChainStep.Status.PENDING:
+        locked = _locked_pending(step)
+        if locked is None:
             return
-        escrow = Escrow.objects.select_for_update().get(pk=step.escrow_id)
+        order, step, escrow = locked
         step.status = ChainStep.Status.DONE
         step.tx_hash = result.tx_hash or step.tx_hash
         step.result = {
@@ -302,13 +309,10 @@ def _confirm(step: ChainStep, confirm: Confirm, result: TxResult) -> None:
 
 def _fail(step: ChainStep, fail: Fail, message: str) -> None:
     with transaction.atomic():
-        order = locked_order(
-            Escrow.objects.values_list("order_id", flat=True).get(pk=step.escrow_id)
-        )
-        step = ChainStep.objects.select_for_update().get(pk=step.pk)
-        if step.status != ChainStep.Status.PENDING:
+        locked = _locked_pending(step)
+        if locked is None:
             return
-        escrow = Escrow.objects.select_for_update().get(pk=step.escrow_id)
+        order, step, escrow = locked
         step.status = ChainStep.Status.FAILED
         step.last_error = message[:500]
         step.attempts += 1
